@@ -1,0 +1,44 @@
+"""PersonaGen: personalize any data to a persona with LLMs.
+
+The public API is imported lazily so that `import personagen` stays cheap (no LangGraph,
+Ragas or model import until a run needs one).
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "RunSpec": "personagen.state.spec",
+    "Persona": "personagen.state.spec",
+    "Goal": "personagen.state.spec",
+    "DataSource": "personagen.state.spec",
+    "Constraints": "personagen.state.spec",
+    "load_spec": "personagen.specfile",
+    "run": "personagen.api",
+    "arun": "personagen.api",
+    "resume": "personagen.api",
+    "aresume": "personagen.api",
+    "RunResult": "personagen.api",
+    "build_graph": "personagen.graph.builder",
+}
+
+if TYPE_CHECKING:  # pragma: no cover
+    from personagen.api import RunResult, arun, aresume, resume, run
+    from personagen.graph.builder import build_graph
+    from personagen.specfile import load_spec
+    from personagen.state.spec import Constraints, DataSource, Goal, Persona, RunSpec
+
+
+def __getattr__(name: str) -> Any:
+    """Import public names on first use."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'personagen' has no attribute {name!r}")
+    return getattr(import_module(module), name)
+
+
+__all__ = ["__version__", *_LAZY]
