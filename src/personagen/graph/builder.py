@@ -1,0 +1,67 @@
+"""The PersonaGen state machine. `build_graph()` returns the uncompiled builder.
+
+    compose_persona -> resolve_goal -> load_data -> generate_questions
+      -> answer (one task per question) -> collect_answers
+      -> evaluate (one task per answer) -> check_constraints
+      -> decide: refine -> answer ... | compose_output
+
+Compile it with the checkpointer of your choice (`personagen.graph.checkpoint` has the
+defaults), or use `personagen.run` which does that for you.
+"""
+
+from __future__ import annotations
+
+from langgraph.graph import END, START, StateGraph
+from langgraph.types import RetryPolicy
+
+from personagen.graph.context import RunContext
+from personagen.graph.routing import decide, dispatch_answers, dispatch_evaluations
+from personagen.llm.client import is_transient
+from personagen.nodes.answer import answer
+from personagen.nodes.check_constraints import check_constraints
+from personagen.nodes.collect_answers import collect_answers
+from personagen.nodes.compose_output import compose_output
+from personagen.nodes.compose_persona import compose_persona
+from personagen.nodes.evaluate import evaluate
+from personagen.nodes.generate_questions import generate_questions
+from personagen.nodes.load_data import load_data
+from personagen.nodes.refine import refine
+from personagen.nodes.resolve_goal import resolve_goal
+from personagen.state.graph import InputState, OutputState, State
+
+# The client retries each call; this retries a whole task when a call still failed transiently.
+LLM_RETRY = RetryPolicy(max_attempts=2, initial_interval=2.0, retry_on=is_transient)
+
+
+def build_graph() -> StateGraph:
+    """The uncompiled Q/A graph (input: `InputState`, output: `OutputState`)."""
+    builder = StateGraph(
+        State, context_schema=RunContext, input_schema=InputState, output_schema=OutputState
+    )
+    builder.add_node("compose_persona", compose_persona, retry_policy=LLM_RETRY)
+    builder.add_node("resolve_goal", resolve_goal)
+    builder.add_node("load_data", load_data)
+    builder.add_node("generate_questions", generate_questions, retry_policy=LLM_RETRY)
+    builder.add_node("answer", answer, retry_policy=LLM_RETRY)
+    builder.add_node("collect_answers", collect_answers)
+    builder.add_node("evaluate", evaluate, retry_policy=LLM_RETRY)
+    builder.add_node("check_constraints", check_constraints, retry_policy=LLM_RETRY)
+    builder.add_node("refine", refine, retry_policy=LLM_RETRY)
+    builder.add_node("compose_output", compose_output)
+
+    builder.add_edge(START, "compose_persona")
+    builder.add_edge("compose_persona", "resolve_goal")
+    builder.add_edge("resolve_goal", "load_data")
+    builder.add_edge("load_data", "generate_questions")
+    builder.add_conditional_edges(
+        "generate_questions", dispatch_answers, ["answer", "collect_answers"]
+    )
+    builder.add_edge("answer", "collect_answers")
+    builder.add_conditional_edges(
+        "collect_answers", dispatch_evaluations, ["evaluate", "check_constraints"]
+    )
+    builder.add_edge("evaluate", "check_constraints")
+    builder.add_conditional_edges("check_constraints", decide, ["refine", "compose_output"])
+    builder.add_conditional_edges("refine", dispatch_answers, ["answer", "collect_answers"])
+    builder.add_edge("compose_output", END)
+    return builder

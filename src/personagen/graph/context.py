@@ -1,0 +1,64 @@
+"""Per-run runtime context: the model client, the chunk store, accounting. Never checkpointed.
+
+Nodes read it through `Runtime[RunContext]`. It holds live objects (clients, connections)
+and secrets never reach it from the state, so checkpoints stay free of both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from personagen.llm.client import LLMClient
+from personagen.llm.usage import UsageRecorder
+
+if TYPE_CHECKING:
+    from personagen.data.chunk_store import ChunkStore
+    from personagen.data.retrieval import BM25Index
+    from personagen.state.documents import Chunk
+
+
+@dataclass(kw_only=True)
+class RunContext:
+    """Live objects one run needs."""
+
+    llm: LLMClient
+    """Chat model (+ embeddings) with retries and structured output."""
+    store: ChunkStore
+    """Document text and chunkings, keyed by content hash."""
+    out_dir: Path
+    """Where output bundles are written (`<out_dir>/<run_id>/`)."""
+    recorder: UsageRecorder = field(default_factory=UsageRecorder)
+    """Callback accounting every model call; enforces the token budget."""
+    max_concurrency: int = 4
+    """Model calls in flight at once within a node."""
+    _indexes: dict[tuple[Any, ...], tuple[list[Chunk], BM25Index]] = field(
+        default_factory=dict, repr=False
+    )
+    _index_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _semaphore: asyncio.Semaphore | None = field(default=None, repr=False)
+
+    @property
+    def semaphore(self) -> asyncio.Semaphore:
+        """Bounds concurrent model calls made inside one node."""
+        if self._semaphore is None:
+            self._semaphore = asyncio.Semaphore(self.max_concurrency)
+        return self._semaphore
+
+    def index(
+        self, doc_ids: list[str], *, chunk_size: int, chunk_overlap: int, language: str = "en"
+    ) -> tuple[list[Chunk], BM25Index]:
+        """The chunks of `doc_ids` and a BM25 index over them (built once per process)."""
+        from personagen.data.retrieval import BM25Index
+
+        key = (tuple(doc_ids), chunk_size, chunk_overlap, language)
+        with self._index_lock:
+            if key not in self._indexes:
+                chunks = self.store.chunks(
+                    doc_ids, chunk_size=chunk_size, chunk_overlap=chunk_overlap, splitter="recursive"
+                )
+                self._indexes[key] = (chunks, BM25Index(chunks, language=language))
+            return self._indexes[key]

@@ -1,0 +1,183 @@
+"""`LLMClient`: the one way nodes and evaluators call a chat model.
+
+It adds what LangChain models leave to the caller: retries with backoff on timeouts, 429s and
+5xx (counted per node), structured output that works on every OpenAI-compatible server
+(native schema modes where supported, prompt-and-parse elsewhere), and repair of malformed
+JSON before the error is reported with the raw output.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
+
+from json_repair import repair_json
+from langchain_core.embeddings import Embeddings
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
+from pydantic import BaseModel, ValidationError
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from personagen.errors import BudgetExhausted, LLMError, StructuredOutputError
+from personagen.llm.usage import current_scope
+
+T = TypeVar("T", bound=BaseModel)
+StructuredMethod = Literal["native", "json_schema", "function_calling", "json_mode", "prompt"]
+
+
+class TransientLLMError(LLMError):
+    """A failure worth retrying (fake models raise it to simulate timeouts and 429s)."""
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether a failed call should be retried: timeouts, connection errors, 429, 5xx."""
+    if isinstance(exc, BudgetExhausted):
+        return False
+    if isinstance(exc, TransientLLMError | TimeoutError | ConnectionError):
+        return True
+    try:
+        import openai
+    except ImportError:  # pragma: no cover - langchain-openai depends on openai
+        return False
+    if isinstance(exc, openai.APITimeoutError | openai.APIConnectionError | openai.RateLimitError):
+        return True
+    return isinstance(exc, openai.APIStatusError) and exc.status_code >= 500
+
+
+@dataclass
+class LLMClient:
+    """A chat model plus how to get structured output from it and how hard to retry.
+
+    Attributes:
+        chat: the LangChain chat model.
+        model_name: reported in metadata.
+        method: how structured output is obtained.
+        small_model: use the prompts' `embedded` variants (tiny local models).
+        max_retries: retries after the first attempt on transient errors.
+        parse_attempts: model calls allowed to get parseable structured output.
+        embeddings: embeddings for answer relevancy and dedup, if any.
+    """
+
+    chat: BaseChatModel
+    model_name: str
+    method: StructuredMethod = "native"
+    small_model: bool = False
+    max_retries: int = 3
+    parse_attempts: int = 2
+    embeddings: Embeddings | None = None
+    backoff_initial: float = 1.0
+    backoff_max: float = 30.0
+
+    async def _with_retries(self, runnable: Any, messages: list[BaseMessage]) -> Any:
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.max_retries + 1),
+            wait=wait_exponential_jitter(initial=self.backoff_initial, max=self.backoff_max),
+            retry=retry_if_exception(is_transient),
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                if attempt.retry_state.attempt_number > 1:
+                    scope = current_scope()
+                    if scope is not None:
+                        scope.retries += 1
+                return await runnable.ainvoke(messages)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def text(self, messages: list[BaseMessage]) -> str:
+        """Plain text completion, with retries."""
+        message = await self._with_retries(self.chat, messages)
+        return str(message.content)
+
+    def _runnable(self, schema: type[BaseModel]) -> Any:
+        if self.method == "native":
+            return self.chat.with_structured_output(schema, include_raw=True)
+        if self.method == "prompt":
+            return self.chat
+        return self.chat.with_structured_output(schema, method=self.method, include_raw=True)
+
+    async def structured(self, messages: list[BaseMessage], schema: type[T]) -> T:
+        """Call the model for an instance of `schema`: retried, repaired, or reported.
+
+        Raises:
+            StructuredOutputError: when neither the retries nor repair yield a valid instance.
+        """
+        prompt = _with_schema_instructions(messages, schema) if self.method == "prompt" else messages
+        runnable = self._runnable(schema)
+        raw_text, reason = "", "no output"
+        for _ in range(self.parse_attempts):
+            result = await self._with_retries(runnable, prompt)
+            if isinstance(result, dict) and result.get("parsed") is not None:
+                return result["parsed"]  # type: ignore[no-any-return]
+            raw_message = result.get("raw") if isinstance(result, dict) else result
+            raw_text = _message_text(raw_message)
+            error = result.get("parsing_error") if isinstance(result, dict) else None
+            try:
+                return parse_structured(raw_text, schema)
+            except (ValueError, ValidationError) as exc:
+                reason = str(error or exc).splitlines()[0][:300]
+            scope = current_scope()
+            if scope is not None:
+                scope.repairs += 1
+            prompt = [
+                *prompt,
+                AIMessage(content=raw_text or "(empty)"),
+                HumanMessage(
+                    content=f"That output was not valid: {reason}. Reply with only one JSON "
+                    f"object matching the {schema.__name__} schema."
+                ),
+            ]
+        raise StructuredOutputError(schema.__name__, raw_text, reason)
+
+
+def _message_text(message: Any) -> str:
+    if message is None:
+        return ""
+    tool_calls = getattr(message, "tool_calls", None)
+    if tool_calls:
+        return json.dumps(tool_calls[0].get("args", {}))
+    content = getattr(message, "content", message)
+    if isinstance(content, list):
+        content = "".join(p.get("text", "") if isinstance(p, dict) else str(p) for p in content)
+    return str(content)
+
+
+def parse_structured(text: str, schema: type[T]) -> T:
+    """Parse model text into `schema`, repairing fences, prose around JSON and broken JSON.
+
+    Raises:
+        ValueError: no JSON object could be recovered.
+        ValidationError: JSON was recovered but does not fit the schema.
+    """
+    cleaned = re.sub(r"^```(?:json)?\s*|\s*```$", "", text.strip(), flags=re.S)
+    start = cleaned.find("{")
+    if start < 0:
+        raise ValueError("no JSON object in the output")
+    candidate = cleaned[start : cleaned.rfind("}") + 1] or cleaned[start:]
+    try:
+        data = json.loads(candidate)
+    except json.JSONDecodeError:
+        data = repair_json(cleaned[start:], return_objects=True)
+    if not isinstance(data, dict) or not data:
+        raise ValueError("no JSON object in the output")
+    return schema.model_validate(data)
+
+
+def _with_schema_instructions(
+    messages: list[BaseMessage], schema: type[BaseModel]
+) -> list[BaseMessage]:
+    instructions = (
+        "Reply with only one JSON object, no prose and no code fence, that matches this JSON "
+        f"schema:\n{json.dumps(schema.model_json_schema(), ensure_ascii=False)}"
+    )
+    if messages and isinstance(messages[0], SystemMessage):
+        first = SystemMessage(content=f"{messages[0].content}\n\n{instructions}")
+        return [first, *messages[1:]]
+    return [SystemMessage(content=instructions), *messages]

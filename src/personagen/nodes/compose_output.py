@@ -1,0 +1,95 @@
+"""Node: close the loop (failing pairs become rejected, with reasons) and write the bundle."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from typing import Any
+
+from langgraph.runtime import Runtime
+
+from personagen.evaluators.recommendations import recommend
+from personagen.graph.context import RunContext
+from personagen.nodes._instrument import instrumented
+from personagen.store.bundle import base_metadata, usage_summary, write_bundle
+from personagen.state.graph import State
+from personagen.state.metadata import Event
+
+
+@instrumented("compose_output")
+async def compose_output(state: State, runtime: Runtime[RunContext]) -> dict[str, Any]:
+    """Write qa.jsonl, rejected.jsonl, qa_finetune.jsonl, metadata.json and the inputs."""
+    ctx, goal, spec = runtime.context, state["goal"], state["spec"]
+    rejected = {
+        p.id: p.model_copy(update={"status": "rejected"})
+        for p in state["pairs"].values()
+        if p.status == "failing"
+    }
+    pairs = {**state["pairs"], **rejected}
+    reports = state.get("reports", [])
+    events: list[Event] = []
+    if reports and not reports[-1].baseline_met:
+        events.append(
+            Event(
+                level="warning",
+                stage="decide",
+                message=f"baseline not met after {state['iteration']} of "
+                f"{spec.run.max_iterations} iteration(s): " + "; ".join(reports[-1].shortfalls),
+            )
+        )
+    documents = state["documents"]
+    chunks = ctx.store.chunks(
+        [d.id for d in documents],
+        chunk_size=int(goal.param("chunk_size")),
+        chunk_overlap=int(goal.param("chunk_overlap")),
+        splitter="recursive",
+    )
+    chunk_counts = Counter(c.doc_id for c in chunks)
+    all_events = [*state.get("events", []), *events]
+    statuses = Counter(p.status for p in pairs.values())
+    metadata = base_metadata(dict(state), model_name=ctx.llm.model_name) | {
+        "status": "done",
+        "usage": usage_summary(state.get("llm_calls", []), state.get("stages", [])),
+        "stages": [s.model_dump() for s in state.get("stages", [])],
+        "scores_per_iteration": [r.model_dump() for r in reports],
+        "final_scores": reports[-1].scores if reports else {},
+        "baseline": goal.baseline,
+        "baseline_met": bool(reports and reports[-1].baseline_met),
+        "counts": {
+            "questions": len(pairs),
+            "custom_questions": sum(1 for p in pairs.values() if p.origin == "custom"),
+            "accepted": statuses["accepted"],
+            "rejected": statuses["rejected"],
+            "unanswerable": statuses["unanswerable"],
+            "duplicates_removed": len(state.get("removed_duplicates", [])),
+            "rejected_by_reason": dict(
+                Counter(r.split(":")[0] for p in rejected.values() for r in p.feedback)
+            ),
+        },
+        "duplicates_removed": state.get("removed_duplicates", []),
+        "warnings": [e.model_dump() for e in all_events if e.level == "warning"],
+        "errors": [e.model_dump() for e in all_events if e.level == "error"],
+        "recommendations": recommend(
+            persona=state["persona"],
+            pairs=list(pairs.values()),
+            reports=reports,
+            baseline=goal.baseline,
+            max_iterations=spec.run.max_iterations,
+            model_name=ctx.llm.model_name,
+        ),
+    }
+    directory = ctx.out_dir / state["run_id"]
+    system_prompt = (
+        f"You answer questions for {state['persona'].short()}. "
+        f"Answer in language '{state['persona'].language}' at their level."
+    )
+    await asyncio.to_thread(
+        write_bundle,
+        directory,
+        state={**state, "pairs": pairs},
+        documents=documents,
+        chunk_counts=dict(chunk_counts),
+        metadata=metadata,
+        finetune_system_prompt=system_prompt,
+    )
+    return {"pairs": rejected, "events": events, "bundle_dir": str(directory), "status": "done"}

@@ -1,0 +1,92 @@
+"""Typed outputs of every LLM call PersonaGen makes (structured output models).
+
+Bounds (`max_length`, `max_items`) keep grammar-constrained generation by small local models
+finite, and tell strong models how much to write.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+
+class PersonaProfileOut(BaseModel):
+    """A persona profile extracted from a bare description."""
+
+    role: str = Field(description="Their occupation or role, in a few words.", max_length=120)
+    expertise: Literal["novice", "intermediate", "expert"] = Field(
+        description="Their level of knowledge in the subject of the data."
+    )
+    goals: list[str] = Field(
+        description="What they want to achieve, short phrases.", max_length=5
+    )
+    pain_points: list[str] = Field(
+        description="What worries or blocks them, short phrases.", max_length=5
+    )
+    style: str = Field(description="How they like information presented.", max_length=200)
+
+
+class GeneratedQuestion(BaseModel):
+    """One question the persona would ask."""
+
+    question: str = Field(
+        description="A question in the persona's own words, answerable from the excerpt.",
+        max_length=300,
+    )
+
+
+class QuestionsOut(BaseModel):
+    """Questions generated from one excerpt."""
+
+    questions: list[GeneratedQuestion] = Field(
+        description="The questions, each different from the others.", max_length=10
+    )
+
+
+class AnswerOut(BaseModel):
+    """An answer grounded in the given context passages."""
+
+    answerable: bool = Field(
+        description="True only if the context passages contain the answer."
+    )
+    answer: str = Field(
+        description="The answer for the persona, using only the context passages; "
+        "empty when not answerable.",
+        max_length=1500,
+    )
+    quotes: list[str] = Field(
+        description="Sentences copied word for word from the context passages that support "
+        "the answer.",
+        max_length=5,
+    )
+
+
+class PersonaFitOut(BaseModel):
+    """The persona-fit judgement of one question/answer pair."""
+
+    reason: str = Field(description="One or two sentences explaining the scores.", max_length=400)
+    question_fit: int = Field(
+        description="1-5: how likely this persona is to ask this question.", ge=1, le=5
+    )
+    answer_fit: int = Field(
+        description="1-5: how well the answer suits the persona's level, needs and language.",
+        ge=1,
+        le=5,
+    )
+
+
+class TopicJudgeOut(BaseModel):
+    """Whether a text matches a topic rule."""
+
+    reason: str = Field(description="One sentence explaining the verdict.", max_length=300)
+    matches: bool = Field(description="True if the text matches the rule's description.")
+
+
+class ReplacementQuestionOut(BaseModel):
+    """A new question replacing one that failed review or judging."""
+
+    question: str = Field(
+        description="A new question this persona would ask, answerable from the excerpt.",
+        max_length=300,
+    )

@@ -1,0 +1,97 @@
+"""The LangGraph state: input, internal and output schemas, with explicit reducers.
+
+The state holds references and small values; document text sits in the chunk store keyed by
+content hash, so checkpoints stay small.
+"""
+
+from __future__ import annotations
+
+import operator
+from typing import Annotated, Any, Literal, TypedDict
+
+from personagen.state.documents import DocumentRef
+from personagen.state.goal import ResolvedGoal
+from personagen.state.items import PersonaProfile, QAPair
+from personagen.state.metadata import Event, IterationReport, LLMCall, StageRun
+from personagen.state.spec import RunSpec
+
+RunStatus = Literal["running", "done", "failed", "budget_exhausted", "stopped"]
+
+
+def merge_pairs(left: dict[str, QAPair] | None, right: dict[str, QAPair] | None) -> dict[str, QAPair]:
+    """Merge pair updates by id; a later version of a pair replaces the earlier one."""
+    merged = dict(left or {})
+    merged.update(right or {})
+    return merged
+
+
+class InputState(TypedDict):
+    """What a caller passes to start a run."""
+
+    spec: RunSpec
+    """The validated run spec."""
+    run_id: str
+    """The run's id; also the checkpoint thread id."""
+
+
+class State(InputState, total=False):
+    """Everything the graph tracks."""
+
+    started_at: float
+    """Unix time the run started."""
+    persona: PersonaProfile
+    """The composed persona."""
+    goal: ResolvedGoal
+    """The goal with the user's prompts, params and baseline merged in."""
+    documents: list[DocumentRef]
+    """Loaded documents (text in the chunk store)."""
+    pairs: Annotated[dict[str, QAPair], merge_pairs]
+    """Every Q/A pair by id, in every status."""
+    removed_duplicates: Annotated[list[dict[str, Any]], operator.add]
+    """Questions removed as near-duplicates, with the question they duplicated."""
+    iteration: int
+    """The tuning-loop pass now running (1-based)."""
+    reports: Annotated[list[IterationReport], operator.add]
+    """Scores and counts at the end of each pass."""
+    events: Annotated[list[Event], operator.add]
+    """Warnings and errors, each naming the item it concerns."""
+    llm_calls: Annotated[list[LLMCall], operator.add]
+    """Every chat-model call, with its node and tokens."""
+    stages: Annotated[list[StageRun], operator.add]
+    """Every node execution, with its time and usage."""
+    rag: dict[str, Any] | None
+    """The RAG sweep's result (chosen parameters and the table tried)."""
+    bundle_dir: str
+    """Where the output bundle was written."""
+    status: RunStatus
+    """Where the run stands."""
+
+
+class OutputState(TypedDict, total=False):
+    """What a finished run returns."""
+
+    run_id: str
+    status: RunStatus
+    bundle_dir: str
+    reports: list[IterationReport]
+    pairs: dict[str, QAPair]
+    events: list[Event]
+
+
+class AnswerTask(TypedDict):
+    """The input of one `answer` task (sent once per question needing an answer)."""
+
+    pair: QAPair
+    persona: PersonaProfile
+    goal: ResolvedGoal
+    doc_ids: list[str]
+    iteration: int
+
+
+class JudgeTask(TypedDict):
+    """The input of one `evaluate` task (sent once per answered pair)."""
+
+    pair: QAPair
+    persona: PersonaProfile
+    goal: ResolvedGoal
+    spec: RunSpec
