@@ -286,8 +286,97 @@ def is_verbatim(quote: str, context: str) -> bool:
 # --------------------------------------------------------------------------- worker
 
 
+class StyleRun:
+    """All calls of one prompt style on one model, with their counters."""
+
+    def __init__(self, gguf: str, style: str, native_format: str, samples: dict[str, Any]):
+        self.gguf = gguf
+        self.style = style
+        self.chat_format = "completion" if style == "completion" else native_format
+        self.samples = samples
+        self.stats: dict[str, dict[str, Any]] = {
+            task: {
+                "calls": 0,
+                "parse_fail": 0,
+                "seconds": 0.0,
+                "prompt_seconds": 0.0,
+                "in_tok": 0,
+                "evaluated_tok": 0,
+                "out_tok": 0,
+            }
+            for task in ("questions", "answer", "answer-enum")
+        }
+        self.stats["questions"].update(total=0, real=0, distinct_real=0)
+        for task in ("answer", "answer-enum"):
+            self.stats[task].update(quotes=0, verbatim=0, distinct_verbatim=0, answerable_ok=0)
+
+    def call(self, task: str, schema: Any, messages: list[Any], seed: int) -> Any:
+        import llama_cpp
+
+        from personagen.errors import StructuredOutputError
+        from personagen.llm.embedded import EmbeddedChatModel, _cpu_threads, _shared_llama
+
+        model = EmbeddedChatModel(
+            model_path=self.gguf,
+            chat_format=self.chat_format,
+            max_tokens=400,
+            temperature=0.2,
+            seed=seed,
+        )
+        runnable = model.with_structured_output(schema, include_raw=True)
+        ctx = _shared_llama(self.gguf, model.n_ctx, _cpu_threads()).llama.ctx
+        llama_cpp.llama_perf_context_reset(ctx)
+        started = time.perf_counter()
+        out = runnable.invoke(messages)
+        elapsed = time.perf_counter() - started
+        perf = llama_cpp.llama_perf_context(ctx)
+        row = self.stats[task]
+        row["seconds"] += elapsed
+        row["prompt_seconds"] += perf.t_p_eval_ms / 1000
+        row["evaluated_tok"] += perf.n_p_eval
+        row["calls"] += 1
+        usage = out["raw"].usage_metadata or {}
+        row["in_tok"] += usage.get("input_tokens", 0)
+        row["out_tok"] += usage.get("output_tokens", 0)
+        key = f"{self.style}/{task}"
+        if out["parsing_error"] is not None:
+            row["parse_fail"] += 1
+            error = out["parsing_error"]
+            reason = error.reason if isinstance(error, StructuredOutputError) else error
+            self.samples.setdefault(f"{key}/errors", []).append(str(reason)[:160])
+        self.samples.setdefault(key, []).append(out["raw"].text[:600])
+        return out["parsed"]
+
+    def questions(self, seed: int) -> None:
+        messages = build_messages(self.style, "questions", persona=PERSONA, document=EXCERPT)
+        parsed = self.call("questions", QuestionSet, messages, seed)
+        if parsed is None:
+            return
+        texts = [q.question for q in parsed.questions]
+        real = [t for t in texts if is_real_question(t)]
+        row = self.stats["questions"]
+        row["total"] += len(texts)
+        row["real"] += len(real)
+        row["distinct_real"] += len({normalize(t).lower() for t in real})
+
+    def answer(self, task: str, question: str, expected: bool) -> None:
+        context = f"{PASSAGE_1} {PASSAGE_2}"
+        schema = GroundedAnswer if task == "answer" else enum_answer_model(context)
+        messages = build_messages(
+            self.style, "answer", question=question, passage_1=PASSAGE_1, passage_2=PASSAGE_2
+        )
+        parsed = self.call(task, schema, messages, seed=0)
+        if parsed is None:
+            return
+        row = self.stats[task]
+        verbatim = [q for q in parsed.quotes if is_verbatim(q, context)]
+        row["quotes"] += len(parsed.quotes)
+        row["verbatim"] += len(verbatim)
+        row["distinct_verbatim"] += len({normalize(q) for q in verbatim})
+        row["answerable_ok"] += int(parsed.answerable == expected)
+
+
 def run_worker(model_key: str, gguf: str, trials: int, styles: list[str]) -> dict[str, Any]:
-    from personagen.errors import StructuredOutputError
     from personagen.llm.embedded import EmbeddedChatModel
 
     native = "gemma" if model_key == "gemma3-270m" else "chatml"
@@ -295,81 +384,16 @@ def run_worker(model_key: str, gguf: str, trials: int, styles: list[str]) -> dic
     load_started = time.perf_counter()
     EmbeddedChatModel(model_path=gguf, max_tokens=1).invoke("Hello")
     results["load_seconds"] = round(time.perf_counter() - load_started, 2)
-    context = f"{PASSAGE_1} {PASSAGE_2}"
     samples: dict[str, Any] = {}
-
     for style in styles:
-        chat_format = "completion" if style == "completion" else native
-
-        def model_for(seed: int) -> EmbeddedChatModel:
-            return EmbeddedChatModel(
-                model_path=gguf, chat_format=chat_format, max_tokens=400, temperature=0.2, seed=seed
-            )
-
-        stats: dict[str, dict[str, Any]] = {
-            task: {"calls": 0, "parse_fail": 0, "seconds": 0.0, "in_tok": 0, "out_tok": 0}
-            for task in ("questions", "answer", "answer-enum")
-        }
-        stats["questions"].update(total=0, real=0, distinct_real=0)
-        for task in ("answer", "answer-enum"):
-            stats[task].update(quotes=0, verbatim=0, answerable_ok=0)
-
-        def call(task: str, schema: Any, messages: list[Any], seed: int) -> Any:
-            runnable = model_for(seed).with_structured_output(schema, include_raw=True)
-            started = time.perf_counter()
-            out = runnable.invoke(messages)
-            row = stats[task]
-            row["seconds"] += time.perf_counter() - started
-            row["calls"] += 1
-            usage = out["raw"].usage_metadata or {}
-            row["in_tok"] += usage.get("input_tokens", 0)
-            row["out_tok"] += usage.get("output_tokens", 0)
-            if out["parsing_error"] is not None:
-                row["parse_fail"] += 1
-                error = out["parsing_error"]
-                reason = error.reason if isinstance(error, StructuredOutputError) else error
-                samples.setdefault(f"{style}/{task}/errors", []).append(str(reason)[:160])
-            samples.setdefault(f"{style}/{task}", []).append(out["raw"].text[:600])
-            return out["parsed"]
-
+        run = StyleRun(gguf, style, native, samples)
         # Interleave the tasks, as a pipeline would (so few-shot prefixes are not all cached).
         for trial in range(trials):
-            parsed = call(
-                "questions",
-                QuestionSet,
-                build_messages(style, "questions", persona=PERSONA, document=EXCERPT),
-                seed=trial,
-            )
-            if parsed is not None:
-                texts = [q.question for q in parsed.questions]
-                real = [t for t in texts if is_real_question(t)]
-                stats["questions"]["total"] += len(texts)
-                stats["questions"]["real"] += len(real)
-                stats["questions"]["distinct_real"] += len({normalize(t).lower() for t in real})
+            run.questions(seed=trial)
             question, expected = QA_ITEMS[trial % len(QA_ITEMS)]
-            for task, schema in (
-                ("answer", GroundedAnswer),
-                ("answer-enum", enum_answer_model(context)),
-            ):
-                parsed = call(
-                    task,
-                    schema,
-                    build_messages(
-                        style,
-                        "answer",
-                        question=question,
-                        passage_1=PASSAGE_1,
-                        passage_2=PASSAGE_2,
-                    ),
-                    seed=0,
-                )
-                if parsed is not None:
-                    row = stats[task]
-                    row["quotes"] += len(parsed.quotes)
-                    row["verbatim"] += sum(is_verbatim(q, context) for q in parsed.quotes)
-                    row["answerable_ok"] += int(parsed.answerable == expected)
-
-        for task, row in stats.items():
+            run.answer("answer", question, expected)
+            run.answer("answer-enum", question, expected)
+        for task, row in run.stats.items():
             results["rows"].append({"style": style, "task": task, **row})
     results["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     results["samples"] = samples
@@ -395,33 +419,34 @@ def find_smollm2(explicit: str | None) -> str | None:
 
 def print_table(all_results: list[dict[str, Any]]) -> None:
     header = (
-        f"{'model':13} {'style':11} {'task':11} {'calls':>5} {'fail':>4} {'quality':>22} "
-        f"{'s/call':>7} {'in_tok':>6} {'out_tok':>7} {'tok/s':>6}"
+        f"{'model':12} {'style':10} {'task':11} {'n':>2} {'fail':>4} {'quality':>27} "
+        f"{'s/call':>6} {'in_tok':>6} {'out_tok':>7} {'pp t/s':>6} {'gen t/s':>7}"
     )
     print(header)
     print("-" * len(header))
     for result in all_results:
         for row in result["rows"]:
-            if row["calls"] == 0:
+            calls = row["calls"]
+            if calls == 0:
                 continue
             if row["task"] == "questions":
-                quality = f"real {row['real']}/{row['total']} dist {row['distinct_real']}"
+                quality = f"real {row['real']}/{row['total']}, distinct {row['distinct_real']}"
             else:
                 quality = (
-                    f"verb {row['verbatim']}/{row['quotes']} "
-                    f"ans-ok {row['answerable_ok']}/{row['calls']}"
+                    f"verbatim {row['verbatim']}/{row['quotes']} "
+                    f"({row['distinct_verbatim']}), ans {row['answerable_ok']}/{calls}"
                 )
-            per_call = row["seconds"] / row["calls"]
-            tok_s = row["out_tok"] / row["seconds"] if row["seconds"] else 0.0
+            gen_seconds = row["seconds"] - row["prompt_seconds"]
+            pp = row["evaluated_tok"] / row["prompt_seconds"] if row["prompt_seconds"] else 0.0
+            gen = row["out_tok"] / gen_seconds if gen_seconds > 0 else 0.0
             print(
-                f"{result['model']:13} {row['style']:11} {row['task']:11} {row['calls']:5d} "
-                f"{row['parse_fail']:4d} {quality:>22} {per_call:7.1f} "
-                f"{row['in_tok'] // row['calls']:6d} {row['out_tok'] // row['calls']:7d} "
-                f"{tok_s:6.1f}"
+                f"{result['model']:12} {row['style']:10} {row['task']:11} {calls:2d} "
+                f"{row['parse_fail']:4d} {quality:>27} {row['seconds'] / calls:6.1f} "
+                f"{row['in_tok'] // calls:6d} {row['out_tok'] // calls:7d} {pp:6.0f} {gen:7.1f}"
             )
         print(
             f"{result['model']}: peak RSS {result['peak_rss_mb']} MB, "
-            f"load+first call {result['load_seconds']} s"
+            f"load + first call {result['load_seconds']} s"
         )
         print()
 

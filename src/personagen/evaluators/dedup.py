@@ -138,18 +138,21 @@ def _similarities(
     if not -1.0 <= embedding_threshold <= 1.0:
         raise ValueError(f"embedding_threshold must be between -1 and 1, got {embedding_threshold}")
     count = len(texts)
+    cosines = _cosine_matrix(embeddings, count) if embeddings is not None else None
     if count < 2:
         return {}
     normalized = [normalize_question(text) for text in texts]
     content = [_content_words(text) for text in normalized]
     pairs: dict[tuple[int, int], float] = {}
 
-    # cdist computes all n^2 scores in C, in parallel; the guard runs only on the few
-    # pairs above the cutoff.
+    # token_sort_ratio is `ratio` on the sorted words; sorting once here instead of per pair
+    # makes the n^2 cdist (in C, on all cores) over ten times faster. The guard then runs
+    # only on the few pairs above the cutoff.
+    sorted_words = [" ".join(sorted(text.split())) for text in normalized]
     scores = process.cdist(
-        normalized,
-        normalized,
-        scorer=fuzz.token_sort_ratio,
+        sorted_words,
+        sorted_words,
+        scorer=fuzz.ratio,
         score_cutoff=threshold * 100,
         dtype=np.float32,
         workers=-1,
@@ -157,20 +160,14 @@ def _similarities(
     for i, j in zip(*np.nonzero(np.triu(scores, k=1)), strict=True):
         i, j = int(i), int(j)
         if _same_content(content[i], content[j]):
-            pairs[(i, j)] = float(scores[i, j]) / 100
-    # token_sort_ratio scores two empty strings 0, but two questions that are all
-    # punctuation are still the same question.
-    empty = [index for index, text in enumerate(normalized) if not text]
-    for a, b in zip(empty, empty[1:], strict=False):
-        pairs[(a, b)] = 1.0
-
-    if embeddings is not None:
-        cosines = _cosine_matrix(embeddings, count)
+            pairs[(i, j)] = round(float(scores[i, j]) / 100, 4)
+    if cosines is not None:
         numbers = [_numbers(text) for text in normalized]
         for i, j in zip(*np.nonzero(np.triu(cosines >= embedding_threshold, k=1)), strict=True):
             i, j = int(i), int(j)
             if numbers[i] == numbers[j]:
-                pairs[(i, j)] = max(pairs.get((i, j), 0.0), min(1.0, float(cosines[i, j])))
+                cosine = round(min(1.0, float(cosines[i, j])), 4)
+                pairs[(i, j)] = max(pairs.get((i, j), 0.0), cosine)
     return pairs
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Literal
 
@@ -103,7 +103,7 @@ def mask(s: str) -> str:
 _NOT_PII_LABEL = re.compile(
     r"(?<![^\W\d_])(?:order|invoice|receipt|ref(?:erence)?|ticket|case|tracking|shipment|parcel|sku|"
     r"part|model|serial|item|product|article|isbn|issn|ean|upc|gtin|imei|doi|patent|"
-    r"version|ver|build|release|v|id|no|nr|num|number|#)"
+    r"version|ver|build|release|v|#)"
     r"[\s.:#-]*(?:no\.?|nr\.?|number|#)?[\s.:#-]*$",
     re.IGNORECASE,
 )
@@ -130,6 +130,29 @@ def _has_phone_label(text: str, start: int) -> bool:
 
 def _has_non_pii_label(text: str, start: int) -> bool:
     return bool(_NOT_PII_LABEL.search(_before(text, start)))
+
+
+def _scan_numbers(
+    pattern: re.Pattern[str], text: str, accept: Callable[[str, str, int], bool]
+) -> Iterator[tuple[int, str]]:
+    """Yield `(start, text)` of accepted digit runs, trying shorter runs where one fails.
+
+    Space-separated groups greedily join numbers that merely stand next to each other
+    ("555-234-5678 555-234-5679"). When a run fails validation, its prefixes ending at a
+    space are tried, longest first; when none passes, scanning resumes after the run's
+    first space, so a valid number right behind an invalid one is still found.
+    """
+    pos = 0
+    while (m := pattern.search(text, pos)) is not None:
+        raw = m.group()
+        while raw and not accept(text, raw, m.start()):
+            raw = raw.rsplit(" ", 1)[0] if " " in raw else ""
+        if raw:
+            yield m.start(), raw
+            pos = m.start() + len(raw)
+        else:
+            space = m.group().find(" ")
+            pos = m.start() + space + 1 if space > 0 else m.end()
 
 
 # --- email -------------------------------------------------------------------------------
@@ -195,24 +218,23 @@ def luhn_valid(digits: str) -> bool:
     return total % 10 == 0
 
 
+def _card_ok(text: str, raw: str, start: int) -> bool:
+    separators = {ch for ch in raw if not ch.isdigit()}
+    if len(separators) > 1:
+        return False
+    # Printed card numbers come in groups of 4 (or Amex's 4-6-5); digits split arbitrarily
+    # are more likely a list of numbers.
+    if separators and any(not 3 <= len(g) <= 6 for g in re.split(r"[ -]", raw)):
+        return False
+    digits = re.sub(r"[^0-9]", "", raw)
+    if len(set(digits)) == 1 or not _card_network_ok(digits) or not luhn_valid(digits):
+        return False
+    return not (_has_non_pii_label(text, start) or _has_phone_label(text, start))
+
+
 def _find_cards(text: str) -> Iterable[PiiMatch]:
-    for m in _CARD.finditer(text):
-        raw = m.group()
-        separators = {ch for ch in raw if not ch.isdigit()}
-        if len(separators) > 1:
-            continue
-        if separators:
-            # Printed card numbers come in groups of 4 (or Amex's 4-6-5); digits split
-            # arbitrarily are more likely a list of numbers.
-            groups = re.split(r"[ -]", raw)
-            if any(not 3 <= len(g) <= 6 for g in groups):
-                continue
-        digits = re.sub(r"[^0-9]", "", raw)
-        if len(set(digits)) == 1 or not _card_network_ok(digits) or not luhn_valid(digits):
-            continue
-        if _has_non_pii_label(text, m.start()) or _has_phone_label(text, m.start()):
-            continue
-        yield PiiMatch("credit_card", m.start(), m.end(), raw)
+    for start, raw in _scan_numbers(_CARD, text, _card_ok):
+        yield PiiMatch("credit_card", start, start + len(raw), raw)
 
 
 # --- US social security numbers ----------------------------------------------------------
@@ -399,24 +421,23 @@ def _phone_digits_ok(raw: str, digits: str) -> bool:
     return False
 
 
+def _phone_ok(text: str, raw: str, start: int) -> bool:
+    digits = re.sub(r"[^0-9]", "", raw)
+    if not 7 <= len(digits) <= 17:
+        return False
+    if _DATE_LIKE.fullmatch(raw) or _NOT_PHONE_SHAPE.fullmatch(raw):
+        return False
+    labelled = _has_phone_label(text, start)
+    if not labelled and _has_non_pii_label(text, start):
+        return False
+    # A label ("Tel.", "call") vouches for shapes that are otherwise too ambiguous, such as
+    # 912 345 678 or 5551234567.
+    return _phone_digits_ok(raw, digits) or (labelled and len(digits) <= 15)
+
+
 def _find_phones(text: str) -> Iterable[PiiMatch]:
-    for m in _PHONE.finditer(text):
-        raw = m.group().strip()
-        start = m.start() + (len(m.group()) - len(m.group().lstrip()))
-        digits = re.sub(r"[^0-9]", "", raw)
-        if not 7 <= len(digits) <= 17:
-            continue
-        if _DATE_LIKE.fullmatch(raw) or _NOT_PHONE_SHAPE.fullmatch(raw):
-            continue
-        labelled = _has_phone_label(text, start)
-        if not labelled and _has_non_pii_label(text, start):
-            continue
-        if _phone_digits_ok(raw, digits):
-            yield PiiMatch("phone", start, start + len(raw), raw)
-        elif labelled and 7 <= len(digits) <= 15:
-            # A label ("Tel.", "call") vouches for shapes that are otherwise too ambiguous,
-            # such as 912 345 678 or 5551234567.
-            yield PiiMatch("phone", start, start + len(raw), raw)
+    for start, raw in _scan_numbers(_PHONE, text, _phone_ok):
+        yield PiiMatch("phone", start, start + len(raw), raw)
 
 
 # --- public API --------------------------------------------------------------------------

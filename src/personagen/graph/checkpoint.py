@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
 DEFAULT_STATE_DIR = Path(".personagen")
 
@@ -14,6 +15,20 @@ DEFAULT_STATE_DIR = Path(".personagen")
 def default_checkpoint_path(state_dir: Path = DEFAULT_STATE_DIR) -> Path:
     """Where runs are checkpointed unless told otherwise."""
     return state_dir / "checkpoints.sqlite"
+
+
+def serializer() -> JsonPlusSerializer:
+    """A checkpoint serializer that deserializes PersonaGen's state types and nothing unknown."""
+    from personagen.state import documents, goal, items, metadata, results, spec
+
+    allowed: list[type] = []
+    for module in (documents, goal, items, metadata, results, spec):
+        allowed.extend(
+            obj
+            for obj in vars(module).values()
+            if isinstance(obj, type) and obj.__module__ == module.__name__
+        )
+    return JsonPlusSerializer(allowed_msgpack_modules=allowed)
 
 
 @asynccontextmanager
@@ -25,13 +40,14 @@ async def open_checkpointer(target: str | Path | None = None) -> AsyncIterator[B
             from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
         except ImportError as exc:  # pragma: no cover - depends on the extra
             raise ImportError("Postgres checkpoints need: pip install 'personagen[postgres]'") from exc
-        async with AsyncPostgresSaver.from_conn_string(target) as saver:
+        async with AsyncPostgresSaver.from_conn_string(target, serde=serializer()) as saver:
             await saver.setup()
             yield saver
         return
+    import aiosqlite
     from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
     if target != ":memory:":
         Path(target).parent.mkdir(parents=True, exist_ok=True)
-    async with AsyncSqliteSaver.from_conn_string(target) as saver:
-        yield saver
+    async with aiosqlite.connect(target) as conn:
+        yield AsyncSqliteSaver(conn, serde=serializer())
