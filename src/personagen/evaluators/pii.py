@@ -139,8 +139,8 @@ def _scan_numbers(
 
     Space-separated groups greedily join numbers that merely stand next to each other
     ("555-234-5678 555-234-5679"). When a run fails validation, its prefixes ending at a
-    space are tried, longest first; when none passes, scanning resumes after the run's
-    first space, so a valid number right behind an invalid one is still found.
+    space are tried, longest first. Scanning then goes on after the run: starting again
+    inside a rejected run would find "numbers" in the tail of a bad IBAN or a long list.
     """
     pos = 0
     while (m := pattern.search(text, pos)) is not None:
@@ -151,8 +151,7 @@ def _scan_numbers(
             yield m.start(), raw
             pos = m.start() + len(raw)
         else:
-            space = m.group().find(" ")
-            pos = m.start() + space + 1 if space > 0 else m.end()
+            pos = m.end()
 
 
 # --- email -------------------------------------------------------------------------------
