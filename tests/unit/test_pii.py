@@ -144,13 +144,8 @@ def test_ignores_look_alikes(text: str) -> None:
 
 
 def test_adjacent_numbers_are_split() -> None:
-    text = "call 555-234-5678 555-234-5679 or +44 20 7946 0958 2"
-    assert [m.text for m in find_pii(text)] == [
-        "555-234-5678",
-        "555-234-5679",
-        "+44 20 7946 0958 2",
-    ][:2] + [m.text for m in find_pii(text)][2:]
-    assert [m.text for m in find_pii("555-234-5678 555-234-5679")] == [
+    # Space-joined runs that fail as a whole are retried at shorter lengths.
+    assert [m.text for m in find_pii("call 555-234-5678 555-234-5679 now")] == [
         "555-234-5678",
         "555-234-5679",
     ]

@@ -490,7 +490,7 @@ def _download(source: DataSource, client: httpx.Client) -> tuple[bytes, str, str
             request = client.build_request("GET", current, timeout=httpx.Timeout(timeout))
             response = client.send(request, stream=True, follow_redirects=False)
             try:
-                if response.is_redirect:
+                if response.has_redirect_location:
                     target = response.url.join(response.headers["location"])
                     if target.scheme not in ("http", "https"):
                         raise DataSourceError(url, f"redirect to a non-http(s) URL: {target}")
