@@ -98,6 +98,8 @@ class _ProgressView:
 
 def _print_result(result: Any) -> None:
     table = Table(title=f"run {result.run_id}: {result.status}", show_header=False)
+    table.add_column("key", no_wrap=True)
+    table.add_column("value", overflow="fold")
     table.add_row("bundle", str(result.bundle_dir or "-"))
     table.add_row("accepted", str(len(result.accepted)))
     table.add_row("rejected", str(len(result.rejected)))
@@ -190,6 +192,8 @@ def validate(spec: Annotated[Path, typer.Argument(help="The run spec (YAML or JS
     goal = resolve_goal(loaded.goal, base_dir=loaded.base_dir)
     documents = load_sources(loaded.data, base_dir=Path(loaded.base_dir) if loaded.base_dir else None)
     table = Table(title=f"{spec}: valid", show_header=False)
+    table.add_column("key", no_wrap=True)
+    table.add_column("value", overflow="fold")
     persona = loaded.persona
     table.add_row("persona", f"{persona.name} ({persona.language}): {persona.description[:80]}")
     table.add_row("custom questions", str(len(persona.custom_questions)))

@@ -14,7 +14,9 @@ from personagen.llm.fake import FakeChatModel, FakeRequest, default_response
 
 
 async def _run(tmp_path: Path, spec: dict[str, Any], model: FakeChatModel) -> Any:
-    return await arun(spec, chat_model=model, out_dir=tmp_path / "out", state_dir=tmp_path / "state")
+    return await arun(
+        spec, chat_model=model, out_dir=tmp_path / "out", state_dir=tmp_path / "state"
+    )
 
 
 def _lines(path: Path) -> list[dict[str, Any]]:
@@ -29,8 +31,16 @@ async def test_meets_baseline_in_one_iteration(tmp_path: Path, make_spec: Any) -
     assert result.status == "done"
     assert len(result.reports) == 1 and result.reports[0].baseline_met
     bundle = result.bundle_dir
-    for name in ("persona.json", "goal.json", "constraints.json", "data_refs.json", "qa.jsonl",
-                 "rejected.jsonl", "qa_finetune.jsonl", "metadata.json"):
+    for name in (
+        "persona.json",
+        "goal.json",
+        "constraints.json",
+        "data_refs.json",
+        "qa.jsonl",
+        "rejected.jsonl",
+        "qa_finetune.jsonl",
+        "metadata.json",
+    ):
         assert (bundle / name).is_file(), name
     rows = _lines(bundle / "qa.jsonl")
     questions = [r["question"] for r in rows]
@@ -85,7 +95,9 @@ async def test_only_failing_pairs_are_reanswered(tmp_path: Path, make_spec: Any)
 
 async def test_max_iterations_reached_is_reported(tmp_path: Path, make_spec: Any) -> None:
     model = FakeChatModel(
-        responders={"PersonaFitOut": lambda r: {"reason": "off", "question_fit": 5, "answer_fit": 1}}
+        responders={
+            "PersonaFitOut": lambda r: {"reason": "off", "question_fit": 5, "answer_fit": 1}
+        }
     )
     result = await _run(tmp_path, make_spec(run={"max_iterations": 2}), model)
 
@@ -93,7 +105,9 @@ async def test_max_iterations_reached_is_reported(tmp_path: Path, make_spec: Any
     assert len(result.reports) == 2 and not result.reports[-1].baseline_met
     assert not result.accepted and len(result.rejected) == 3
     warnings = [e.message for e in result.events if e.level == "warning"]
-    assert any("baseline not met after 2 of 2 iteration(s)" in w and "persona_fit" in w for w in warnings)
+    assert any(
+        "baseline not met after 2 of 2 iteration(s)" in w and "persona_fit" in w for w in warnings
+    )
     rejected = _lines(result.bundle_dir / "rejected.jsonl")
     assert len(rejected) == 3
     assert all(any("persona_fit" in reason for reason in row["reasons"]) for row in rejected)
@@ -122,7 +136,9 @@ async def test_constraint_violation_is_repaired(tmp_path: Path, make_spec: Any) 
     assert repaired and all("words" in " ".join(p.history[0]["reasons"]) for p in repaired)
 
 
-async def test_unanswerable_custom_question_is_kept_and_reported(tmp_path: Path, make_spec: Any) -> None:
+async def test_unanswerable_custom_question_is_kept_and_reported(
+    tmp_path: Path, make_spec: Any
+) -> None:
     spec = make_spec(persona={"custom_questions": ["Which zebra breeds enjoy jazz festivals?"]})
     result = await _run(tmp_path, spec, FakeChatModel())
     pair = next(p for p in result.pairs.values() if p.origin == "custom")

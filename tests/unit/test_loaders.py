@@ -351,7 +351,9 @@ def test_load_sources_dedupes_same_bytes():
 
 def test_inline_same_as_file_is_kept_once(tmp_path):
     write(tmp_path / "same.txt", "identical bytes")
-    docs = load_sources([source("same.txt"), source({"text": "identical bytes"})], base_dir=tmp_path)
+    docs = load_sources(
+        [source("same.txt"), source({"text": "identical bytes"})], base_dir=tmp_path
+    )
     assert len(docs) == 1
     assert docs[0].ref.kind == "file"
 
@@ -537,15 +539,29 @@ def test_url_html_ok():
     [
         ("https://x.test/readme.md", "text/plain", b"# Read me\n\nok", "md", "# Read me\n\nok"),
         ("https://x.test/api", "application/json", b'{"t": "json body"}', "json", "json body"),
-        ("https://x.test/feed", "application/x-ndjson", b'{"t": "a"}\n{"t": "b"}', "jsonl", "a\n\nb"),
+        (
+            "https://x.test/feed",
+            "application/x-ndjson",
+            b'{"t": "a"}\n{"t": "b"}',
+            "jsonl",
+            "a\n\nb",
+        ),
         ("https://x.test/data", "text/csv", b"k,v\n1,2\n", "csv", "k: 1\nv: 2"),
         ("https://x.test/x", "application/xhtml+xml", b"<p>xhtml</p>", "html", "xhtml"),
-        ("https://x.test/raw", "text/plain; charset=iso-8859-1", "café".encode("cp1252"), "txt", "café"),
+        (
+            "https://x.test/raw",
+            "text/plain; charset=iso-8859-1",
+            "café".encode("cp1252"),
+            "txt",
+            "café",
+        ),
         ("https://x.test/file.md", "application/octet-stream", b"# Octet", "md", "# Octet"),
     ],
 )
 def test_url_formats(url, content_type, body, fmt, text):
-    handler = routes({url: lambda: httpx.Response(200, content=body, headers={"content-type": content_type})})
+    handler = routes(
+        {url: lambda: httpx.Response(200, content=body, headers={"content-type": content_type})}
+    )
     [doc] = load_url(url, handler)
     assert doc.ref.format == fmt
     assert doc.text == text
@@ -554,13 +570,25 @@ def test_url_formats(url, content_type, body, fmt, text):
 def test_url_pdf():
     body = make_pdf(["Remote PDF"])
     url = "https://x.test/doc"
-    handler = routes({url: lambda: httpx.Response(200, content=body, headers={"content-type": "application/pdf"})})
+    handler = routes(
+        {
+            url: lambda: httpx.Response(
+                200, content=body, headers={"content-type": "application/pdf"}
+            )
+        }
+    )
     assert load_url(url, handler)[0].text == "Remote PDF"
 
 
 def test_url_format_override():
     url = "https://x.test/blob"
-    handler = routes({url: lambda: httpx.Response(200, content=b'{"a": "b"}', headers={"content-type": "application/octet-stream"})})
+    handler = routes(
+        {
+            url: lambda: httpx.Response(
+                200, content=b'{"a": "b"}', headers={"content-type": "application/octet-stream"}
+            )
+        }
+    )
     assert load_url(url, handler, format="json")[0].text == "b"
 
 
@@ -568,8 +596,12 @@ def test_url_redirects_are_followed():
     handler = routes(
         {
             "https://x.test/old": lambda: httpx.Response(301, headers={"location": "/mid"}),
-            "https://x.test/mid": lambda: httpx.Response(302, headers={"location": "https://y.test/new.md"}),
-            "https://y.test/new.md": lambda: httpx.Response(200, content=b"# New\n\nmoved", headers={"content-type": "text/plain"}),
+            "https://x.test/mid": lambda: httpx.Response(
+                302, headers={"location": "https://y.test/new.md"}
+            ),
+            "https://y.test/new.md": lambda: httpx.Response(
+                200, content=b"# New\n\nmoved", headers={"content-type": "text/plain"}
+            ),
         }
     )
     [doc] = load_url("https://x.test/old", handler)
@@ -580,7 +612,11 @@ def test_url_redirects_are_followed():
 
 @pytest.mark.parametrize(
     ("status", "expected"),
-    [(404, "HTTP error 404 Not Found"), (500, "HTTP error 500 Internal Server Error"), (403, "HTTP error 403")],
+    [
+        (404, "HTTP error 404 Not Found"),
+        (500, "HTTP error 500 Internal Server Error"),
+        (403, "HTTP error 403"),
+    ],
 )
 def test_url_http_errors(status, expected):
     error = url_error("https://x.test/a", lambda request: httpx.Response(status))
@@ -622,12 +658,20 @@ def test_url_too_many_redirects():
 
 
 def test_url_redirect_to_other_scheme():
-    handler = routes({"https://x.test/a": lambda: httpx.Response(302, headers={"location": "ftp://x.test/f"})})
+    handler = routes(
+        {"https://x.test/a": lambda: httpx.Response(302, headers={"location": "ftp://x.test/f"})}
+    )
     assert "non-http(s)" in url_error("https://x.test/a", handler).reason
 
 
 def test_url_oversize_by_content_length():
-    handler = routes({"https://x.test/big": lambda: httpx.Response(200, content=b"x" * 5000, headers={"content-type": "text/plain"})})
+    handler = routes(
+        {
+            "https://x.test/big": lambda: httpx.Response(
+                200, content=b"x" * 5000, headers={"content-type": "text/plain"}
+            )
+        }
+    )
     error = url_error("https://x.test/big", handler, max_bytes=1000)
     assert error.reason == "too large: 5,000 bytes, over max_bytes (1,000)"
 
@@ -650,13 +694,25 @@ def test_url_oversize_streamed_stops_early():
 
 @pytest.mark.parametrize("content_type", ["image/png", "application/zip", "video/mp4"])
 def test_url_wrong_content_type(content_type):
-    handler = routes({"https://x.test/f": lambda: httpx.Response(200, content=b"data", headers={"content-type": content_type})})
+    handler = routes(
+        {
+            "https://x.test/f": lambda: httpx.Response(
+                200, content=b"data", headers={"content-type": content_type}
+            )
+        }
+    )
     error = url_error("https://x.test/f", handler)
     assert error.reason.startswith(f"unsupported content type {content_type!r}")
 
 
 def test_url_untyped_without_extension():
-    handler = routes({"https://x.test/f": lambda: httpx.Response(200, content=b"data", headers={"content-type": "application/octet-stream"})})
+    handler = routes(
+        {
+            "https://x.test/f": lambda: httpx.Response(
+                200, content=b"data", headers={"content-type": "application/octet-stream"}
+            )
+        }
+    )
     assert "set 'format'" in url_error("https://x.test/f", handler).reason
 
 
@@ -676,12 +732,24 @@ def test_url_connection_error():
 
 
 def test_url_binary_body_with_text_type():
-    handler = routes({"https://x.test/t": lambda: httpx.Response(200, content=b"\x00\x01\x02", headers={"content-type": "text/plain"})})
+    handler = routes(
+        {
+            "https://x.test/t": lambda: httpx.Response(
+                200, content=b"\x00\x01\x02", headers={"content-type": "text/plain"}
+            )
+        }
+    )
     assert "binary file" in url_error("https://x.test/t", handler).reason
 
 
 def test_url_invalid_json_body():
-    handler = routes({"https://x.test/j": lambda: httpx.Response(200, content=b'{"a": ', headers={"content-type": "application/json"})})
+    handler = routes(
+        {
+            "https://x.test/j": lambda: httpx.Response(
+                200, content=b'{"a": ', headers={"content-type": "application/json"}
+            )
+        }
+    )
     assert url_error("https://x.test/j", handler).reason.startswith("invalid JSON at line 1")
 
 
@@ -690,7 +758,11 @@ def test_load_sources_shares_the_injected_client():
 
     def handler(request: httpx.Request) -> httpx.Response:
         seen.append(str(request.url))
-        return httpx.Response(200, content=f"body of {request.url.path}".encode(), headers={"content-type": "text/plain"})
+        return httpx.Response(
+            200,
+            content=f"body of {request.url.path}".encode(),
+            headers={"content-type": "text/plain"},
+        )
 
     with mock_client(handler) as client:
         docs = load_sources(

@@ -22,7 +22,9 @@ def test_example_spec_loads_and_resolves_paths() -> None:
 
 
 def test_shorthands_expand() -> None:
-    spec = parse_spec({"persona": "A nurse", "goal": "qa", "data": ["docs/*.md", "https://x.org/a"]})
+    spec = parse_spec(
+        {"persona": "A nurse", "goal": "qa", "data": ["docs/*.md", "https://x.org/a"]}
+    )
     assert spec.persona.description == "A nurse" and spec.persona.is_bare
     assert spec.goal.name == "qa"
     assert spec.data[0].path == "docs/*.md" and spec.data[1].url == "https://x.org/a"

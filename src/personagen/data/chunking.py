@@ -1,11 +1,12 @@
 """Splitting document text into chunks whose offsets point exactly back into the text.
 
 Answers are grounded in spans of the source text, so every chunk must satisfy
-`text[chunk.start:chunk.end] == chunk.text`. The recursive splitter is langchain's
-`RecursiveCharacterTextSplitter`; it returns strings only, and its own `add_start_index`
-locates them with `text.find` from the start, which lands on the wrong copy of a repeated
-paragraph. Here each chunk is searched for forward from where the previous one could end
-at the earliest, which is exact for the splitter's merge rule (see `_recursive_spans`).
+`text[chunk.start:chunk.end] == chunk.text`. langchain's `RecursiveCharacterTextSplitter`
+returns strings only; its `add_start_index` finds them with `text.find`, which lands on the
+wrong copy of a repeated paragraph, and even a forward search cannot place two identical
+consecutive chunks (the splitter emits such pairs both at one place and at adjacent copies).
+So the recursive algorithm runs here on offsets instead: the same separators (langchain's
+lists), the same merge and overlap rule, with exact positions by construction.
 
 Three splitters:
 
@@ -21,6 +22,7 @@ base64, CJK text without spaces) is cut into windows of `chunk_size`.
 from __future__ import annotations
 
 import re
+from collections import deque
 from collections.abc import Sequence
 from typing import Literal, get_args
 
@@ -35,11 +37,11 @@ Splitter = Literal["recursive", "markdown", "sentence"]
 """How text is split: by paragraphs/lines/words, by Markdown sections, or by sentences."""
 SPLITTERS: tuple[str, ...] = get_args(Splitter)
 
-# No "" separator: langchain then splits character by character, which is slow on long runs
-# without whitespace; such runs come back whole and are cut into windows here instead.
-_PLAIN_SEPARATORS = ["\n\n", "\n", " "]
+# langchain's default separators, without its last one (""): splitting character by
+# character is slow on long runs without whitespace, which are cut into windows instead.
+_PLAIN_SEPARATORS = [re.compile(re.escape(separator)) for separator in ("\n\n", "\n", " ")]
 _MARKDOWN_SEPARATORS = [
-    separator
+    re.compile(separator)
     for separator in RecursiveCharacterTextSplitter.get_separators_for_language(Language.MARKDOWN)
     if separator
 ]
@@ -112,15 +114,13 @@ def chunk_text(
             span
             for start, end in _markdown_sections(text)
             for span in _recursive_spans(
-                text, start, end, chunk_size, chunk_overlap, _MARKDOWN_SEPARATORS, regex=True
+                text, start, end, chunk_size, chunk_overlap, _MARKDOWN_SEPARATORS
             )
         ]
     elif splitter == "sentence":
         spans = _sentence_spans(text, chunk_size, chunk_overlap)
     else:
-        spans = _recursive_spans(
-            text, 0, len(text), chunk_size, chunk_overlap, _PLAIN_SEPARATORS, regex=False
-        )
+        spans = _recursive_spans(text, 0, len(text), chunk_size, chunk_overlap, _PLAIN_SEPARATORS)
     return chunks_from_spans(doc_id, text, spans)
 
 
@@ -177,44 +177,88 @@ def _recursive_spans(
     end: int,
     size: int,
     overlap: int,
-    separators: list[str],
-    *,
-    regex: bool,
+    separators: Sequence[re.Pattern[str]],
 ) -> list[tuple[int, int]]:
-    """Offsets of langchain's recursive chunks of `text[start:end]`.
+    """Chunk offsets for `text[start:end]`, by langchain's recursive character algorithm.
 
-    langchain keeps at most `overlap` characters of the previous chunk when it starts a new
-    one, so a chunk never starts before the previous chunk's end minus `overlap`, and always
-    after the previous chunk's start. Searching from there finds the chunk itself; a repeat
-    of the same text earlier in the document cannot be picked up.
+    Same separators, same rule for merging pieces and carrying overlap as
+    `RecursiveCharacterTextSplitter(keep_separator=True, strip_whitespace=True)`, but on
+    offsets, so chunks are located exactly even when the text repeats itself.
     """
-    segment = text[start:end]
-    if not segment.strip():
-        return []
-    splitter = RecursiveCharacterTextSplitter(
-        chunk_size=size,
-        chunk_overlap=overlap,
-        separators=separators,
-        is_separator_regex=regex,
-        keep_separator=True,
-        strip_whitespace=True,
-    )
+    raw = _split_recursively(text, start, end, size, overlap, separators)
     spans: list[tuple[int, int]] = []
-    previous: tuple[int, int] | None = None
-    for piece in splitter.split_text(segment):
-        floor = 0 if previous is None else max(previous[0] + 1, previous[1] - overlap)
-        found = segment.find(piece, floor)
-        if found < 0 and previous is not None:
-            found = segment.find(piece, previous[0] + 1)
-        if found < 0:  # pragma: no cover - would be a change in langchain's splitting
-            raise RuntimeError(f"chunk not found in the text after offset {start + floor}")
-        previous = (found, found + len(piece))
-        piece_start, piece_end = start + found, start + found + len(piece)
-        if len(piece) > size:
-            spans.extend(_windows(text, piece_start, piece_end, size, overlap))
+    for raw_start, raw_end in raw:
+        piece_start, piece_end = _strip_span(text, raw_start, raw_end)
+        if piece_end - piece_start > size:
+            new_spans = _windows(text, piece_start, piece_end, size, overlap)
         else:
-            spans.append((piece_start, piece_end))
+            new_spans = [(piece_start, piece_end)] if piece_start < piece_end else []
+        for span in new_spans:
+            # A chunk that is a prefix of the next one adds nothing. The merge rule makes
+            # such pairs when a short chunk is carried over whole as the next one's overlap.
+            while spans and spans[-1][0] == span[0] and spans[-1][1] <= span[1]:
+                spans.pop()
+            spans.append(span)
     return spans
+
+
+def _split_recursively(
+    text: str,
+    start: int,
+    end: int,
+    size: int,
+    overlap: int,
+    separators: Sequence[re.Pattern[str]],
+) -> list[tuple[int, int]]:
+    # The first separator present in the text splits it; pieces that are still too long are
+    # split with the separators after it.
+    chosen: re.Pattern[str] | None = None
+    rest: Sequence[re.Pattern[str]] = ()
+    for position, separator in enumerate(separators):
+        if separator.search(text, start, end):
+            chosen, rest = separator, separators[position + 1 :]
+            break
+    if chosen is None:
+        return [(start, end)]
+    # Each separator stays at the start of the piece that follows it.
+    cuts = [start, *(match.start() for match in chosen.finditer(text, start, end)), end]
+    pieces = [(left, right) for left, right in zip(cuts, cuts[1:], strict=False) if left < right]
+
+    chunks: list[tuple[int, int]] = []
+    fitting: list[tuple[int, int]] = []
+    for piece in pieces:
+        if piece[1] - piece[0] < size:
+            fitting.append(piece)
+            continue
+        if fitting:
+            chunks.extend(_merge(fitting, size, overlap))
+            fitting = []
+        if rest:
+            chunks.extend(_split_recursively(text, piece[0], piece[1], size, overlap, rest))
+        else:
+            chunks.append(piece)
+    if fitting:
+        chunks.extend(_merge(fitting, size, overlap))
+    return chunks
+
+
+def _merge(pieces: list[tuple[int, int]], size: int, overlap: int) -> list[tuple[int, int]]:
+    """Join adjacent pieces into chunks of at most `size`, carrying up to `overlap` over."""
+    chunks: list[tuple[int, int]] = []
+    current: deque[tuple[int, int]] = deque()
+    total = 0
+    for piece in pieces:
+        length = piece[1] - piece[0]
+        if current and total + length > size:
+            chunks.append((current[0][0], current[-1][1]))
+            while total > overlap or (total + length > size and total > 0):
+                first = current.popleft()
+                total -= first[1] - first[0]
+        current.append(piece)
+        total += length
+    if current:
+        chunks.append((current[0][0], current[-1][1]))
+    return chunks
 
 
 def _markdown_sections(text: str) -> list[tuple[int, int]]:
@@ -292,9 +336,7 @@ def _sentence_spans(text: str, size: int, overlap: int) -> list[tuple[int, int]]
         start, end = sentences[first]
         if end - start > size:
             # A sentence longer than a chunk is split like any other text, on its own.
-            spans.extend(
-                _recursive_spans(text, start, end, size, overlap, _PLAIN_SEPARATORS, regex=False)
-            )
+            spans.extend(_recursive_spans(text, start, end, size, overlap, _PLAIN_SEPARATORS))
             first += 1
             continue
         last = first

@@ -103,7 +103,8 @@ def mask(s: str) -> str:
 _NOT_PII_LABEL = re.compile(
     r"(?<![^\W\d_])(?:order|invoice|receipt|ref(?:erence)?|ticket|case|tracking|shipment|parcel|sku|"
     r"part|model|serial|item|product|article|isbn|issn|ean|upc|gtin|imei|doi|patent|"
-    r"version|ver|build|release|v|#)"
+    r"version|ver|build|release|v|section|sec|chapter|clause|paragraph|step|figure|fig|"
+    r"table|appendix|rfc|§|#)"
     r"[\s.:#-]*(?:no\.?|nr\.?|number|#)?[\s.:#-]*$",
     re.IGNORECASE,
 )
@@ -138,15 +139,17 @@ def _scan_numbers(
     """Yield `(start, text)` of accepted digit runs, trying shorter runs where one fails.
 
     Space-separated groups greedily join numbers that merely stand next to each other
-    ("555-234-5678 555-234-5679"). When a run fails validation, its prefixes ending at a
-    space are tried, longest first. Scanning then goes on after the run: starting again
-    inside a rejected run would find "numbers" in the tail of a bad IBAN or a long list.
+    ("555-234-5678 555-234-5679"). When a run fails validation, its part before the first
+    space is tried too, which splits such pairs. Shorter cuts are not tried, and scanning
+    goes on after the run: cutting or restarting inside long space-separated runs (tables,
+    hex dumps, a bad IBAN's tail) mostly finds digits that happen to fit a pattern.
     """
     pos = 0
     while (m := pattern.search(text, pos)) is not None:
         raw = m.group()
-        while raw and not accept(text, raw, m.start()):
-            raw = raw.rsplit(" ", 1)[0] if " " in raw else ""
+        if not accept(text, raw, m.start()):
+            head = raw.split(" ", 1)[0]
+            raw = head if head != raw and accept(text, head, m.start()) else ""
         if raw:
             yield m.start(), raw
             pos = m.start() + len(raw)
@@ -226,6 +229,10 @@ def _card_ok(text: str, raw: str, start: int) -> bool:
     if separators and any(not 3 <= len(g) <= 6 for g in re.split(r"[ -]", raw)):
         return False
     digits = re.sub(r"[^0-9]", "", raw)
+    # Unbroken runs of other lengths are mostly IDs and 64-bit integers (seeds, snowflake
+    # IDs have 17-19 digits); cards of those lengths are only recognised when grouped.
+    if not separators and len(digits) not in (15, 16):
+        return False
     if len(set(digits)) == 1 or not _card_network_ok(digits) or not luhn_valid(digits):
         return False
     return not (_has_non_pii_label(text, start) or _has_phone_label(text, start))
@@ -338,10 +345,17 @@ _IPV6 = re.compile(
 
 
 def _is_address(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    """False for values that are not a host's address: unspecified, loopback, netmasks."""
+    """False for values that are not a host's address, or more likely a version number."""
     if ip.is_unspecified or ip.is_loopback:
         return False
     if isinstance(ip, ipaddress.IPv4Address):
+        octets = ip.packed
+        # 0.x.x.x is "this network", never a host. A small first octet with small others
+        # (2.7.2.3, 1.7.12.1, 3.2.2.10) is a version or section number far more often than
+        # an address: by chance one address in 2,000 has that shape, and the known ones
+        # are public resolvers (1.1.1.1, 8.8.8.8), not personal data.
+        if octets[0] == 0 or (octets[0] < 10 and max(octets[1:]) < 20):
+            return False
         value = int(ip)
         # A run of ones then zeros (255.255.255.0, 255.255.0.0 ...) is a netmask.
         inverted = ~value & 0xFFFFFFFF
@@ -362,10 +376,15 @@ def _find_ips(text: str) -> Iterable[PiiMatch]:
         candidates = [raw, raw[:-1]] if raw.endswith(":") and not raw.endswith("::") else [raw]
         for candidate in candidates:
             address = candidate.split("%", 1)[0]
-            # Slices (`x[::2]`) and C++ scopes (`fac::bad`) parse as IPv6; real addresses
-            # have at least two groups and a digit.
+            # Slices (`x[1::2]`, `a[100::200]`) and C++ scopes (`fac::bad`) parse as IPv6.
+            # Addresses in use have a digit and three groups, or a full four-digit group
+            # (fe80::1); a trailing "::" is a network prefix (or reST's literal marker).
             groups = [g for g in re.split(r"[:.]", address) if g]
-            if len(groups) < 2 or not any(ch.isdigit() for ch in address):
+            if (
+                address.endswith("::")
+                or not any(ch.isdigit() for ch in address)
+                or not (len(groups) >= 3 or any(len(g) == 4 for g in groups))
+            ):
                 continue
             try:
                 ip = ipaddress.IPv6Address(address)
@@ -399,16 +418,18 @@ _DATE_LIKE = re.compile(
 )
 
 
-# Year ranges (2020-2023) and the SSN shape (078-05-1120), which no phone plan uses.
-_NOT_PHONE_SHAPE = re.compile(r"[0-9]{4}-[0-9]{4}|[0-9]{3}-[0-9]{2}-[0-9]{4}")
+# Year ranges (2020-2023), the SSN shape (078-05-1120) and US ZIP+4 codes (02110-1301).
+_NOT_PHONE_SHAPE = re.compile(r"[0-9]{4}-[0-9]{4}|[0-9]{3}-[0-9]{2}-[0-9]{4}|[0-9]{5}-[0-9]{4}")
 
 
 def _phone_digits_ok(raw: str, digits: str) -> bool:
     """Whether the digits and their grouping look like a dialled phone number."""
     groups = [g for g in re.split(r"[^0-9]+", raw) if g]
     if raw.startswith("+"):
-        # E.164: country code then subscriber number, 15 digits at most.
-        return 8 <= len(digits) <= 15 and digits[0] != "0"
+        # E.164: country code then subscriber number, 15 digits at most. Unbroken, it needs
+        # 11 digits, so signed integers such as +2147483647 do not count.
+        shortest = 8 if len(groups) > 1 else 11
+        return shortest <= len(digits) <= 15 and digits[0] != "0"
     if raw.startswith("00"):
         national = digits[2:]
         return 8 <= len(national) <= 15 and national[0] != "0" and len(groups) >= 2
@@ -424,7 +445,7 @@ def _phone_ok(text: str, raw: str, start: int) -> bool:
     digits = re.sub(r"[^0-9]", "", raw)
     if not 7 <= len(digits) <= 17:
         return False
-    if _DATE_LIKE.fullmatch(raw) or _NOT_PHONE_SHAPE.fullmatch(raw):
+    if _DATE_LIKE.fullmatch(raw.lstrip("+")) or _NOT_PHONE_SHAPE.fullmatch(raw):
         return False
     labelled = _has_phone_label(text, start)
     if not labelled and _has_non_pii_label(text, start):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
 from json_repair import repair_json
@@ -74,6 +74,9 @@ class LLMClient:
     embeddings: Embeddings | None = None
     backoff_initial: float = 1.0
     backoff_max: float = 30.0
+    _runnables: dict[type, Any] = field(default_factory=dict, repr=False)
+    cache: dict[str, Any] = field(default_factory=dict, repr=False)
+    """Per-client memo for objects built from it (e.g. the Ragas judge)."""
 
     async def _with_retries(self, runnable: Any, messages: list[BaseMessage]) -> Any:
         retrying = AsyncRetrying(
@@ -97,11 +100,18 @@ class LLMClient:
         return str(message.content)
 
     def _runnable(self, schema: type[BaseModel]) -> Any:
-        if self.method == "native":
-            return self.chat.with_structured_output(schema, include_raw=True)
-        if self.method == "prompt":
-            return self.chat
-        return self.chat.with_structured_output(schema, method=self.method, include_raw=True)
+        # Building a structured-output runnable costs milliseconds; build one per schema.
+        if schema not in self._runnables:
+            if self.method == "native":
+                runnable = self.chat.with_structured_output(schema, include_raw=True)
+            elif self.method == "prompt":
+                runnable = self.chat
+            else:
+                runnable = self.chat.with_structured_output(
+                    schema, method=self.method, include_raw=True
+                )
+            self._runnables[schema] = runnable
+        return self._runnables[schema]
 
     async def structured(self, messages: list[BaseMessage], schema: type[T]) -> T:
         """Call the model for an instance of `schema`: retried, repaired, or reported.

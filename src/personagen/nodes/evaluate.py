@@ -23,7 +23,12 @@ async def evaluate(task: JudgeTask, runtime: Runtime[RunContext]) -> dict[str, A
         return {"pairs": {pair.id: pair.model_copy(update={"status": "judged"})}}
     contexts = [c.text for c in pair.contexts]
     question_fits: dict[str, float] = {}
-    judge = RagasJudge(ctx.llm, relevancy_strictness=int(goal.param("answer_relevancy_strictness")))
+    strictness = int(goal.param("answer_relevancy_strictness"))
+    judge = ctx.llm.cache.get(f"ragas:{strictness}")
+    if judge is None:
+        judge = ctx.llm.cache[f"ragas:{strictness}"] = RagasJudge(
+            ctx.llm, relevancy_strictness=strictness
+        )
 
     async def score(metric: str) -> MetricScore:
         async with ctx.semaphore:

@@ -1,0 +1,88 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ..conftest import EXAMPLE_SPEC
+
+
+def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "personagen.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=300,
+    )
+
+
+def test_version() -> None:
+    result = cli("--version")
+    assert result.returncode == 0 and result.stdout.startswith("personagen ")
+
+
+def test_validate_example() -> None:
+    result = cli("validate", str(EXAMPLE_SPEC))
+    assert result.returncode == 0, result.stderr
+    assert "valid" in result.stdout and "deposits-and-mortgages.md" in result.stdout
+
+
+def test_goals_lists_the_library() -> None:
+    result = cli("goals")
+    assert result.returncode == 0 and "qa" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({"persona": "A nurse", "data": [{"path": "nope/*.md"}]}, "nope/*.md"),
+        (
+            {"persona": "A nurse", "data": [{"text": "x"}], "goal": "summarize-everything"},
+            "unknown goal",
+        ),
+        (
+            {"persona": "A nurse", "data": [{"text": "x"}], "goal": {"params": {"bogus": 1}}},
+            "goal.params",
+        ),
+        ({"persona": "A nurse", "data": [{"text": "x"}], "llm": {"api_key": "sk-x"}}, "api_key"),
+        ({"persona": {"name": "x"}, "data": [{"text": "x"}]}, "persona.description"),
+    ],
+)
+def test_bad_input_is_one_clear_line(tmp_path: Path, spec: dict[str, object], message: str) -> None:
+    path = tmp_path / "spec.json"
+    path.write_text(json.dumps(spec))
+    result = cli("validate", str(path))
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error:") and message in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_missing_spec_file(tmp_path: Path) -> None:
+    result = cli("run", str(tmp_path / "none.yaml"), "--provider", "fake")
+    assert result.returncode == 2 and "does not exist" in result.stderr
+
+
+def test_run_with_fake_provider_writes_bundle(tmp_path: Path) -> None:
+    result = cli(
+        "run",
+        str(EXAMPLE_SPEC),
+        "--provider",
+        "fake",
+        "--out",
+        str(tmp_path / "out"),
+        "--state-dir",
+        str(tmp_path / "state"),
+        "-q",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    bundles = list((tmp_path / "out").iterdir())
+    assert len(bundles) == 1
+    metadata = json.loads((bundles[0] / "metadata.json").read_text())
+    assert metadata["status"] == "done" and metadata["usage"]["totals"]["llm_calls"] > 0
