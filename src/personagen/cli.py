@@ -202,13 +202,14 @@ def validate(spec: Annotated[Path, typer.Argument(help="The run spec (YAML or JS
     table.add_row("baseline", ", ".join(f"{k}>={v}" for k, v in goal.baseline.items()))
     table.add_row("documents", f"{len(documents)} ({sum(d.ref.bytes for d in documents):,} bytes, "
                   f"{sum(d.ref.chars for d in documents):,} characters)")
-    for document in documents:
-        table.add_row("", f"{document.ref.source} [{document.ref.format}, {document.ref.chars:,} chars]")
     rules = [r.label for _, r in loaded.constraints.rules]
     table.add_row("constraints", ", ".join(rules) or "none")
     table.add_row("llm", f"{loaded.llm.provider} {loaded.llm.model or loaded.llm.model_path or ''}".strip())
     table.add_row("iterations", f"at most {loaded.run.max_iterations}")
     out.print(table)
+    for document in documents:
+        ref = document.ref
+        out.print(f"  {ref.source} [{ref.format}, {ref.chars:,} chars]", soft_wrap=True, highlight=False)
 
 
 @goals_app.callback()
