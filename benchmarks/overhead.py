@@ -45,10 +45,18 @@ async def main() -> None:
             "persona": {"name": "Bench", "description": "A buyer", "expertise": "novice"},
             "goal": {
                 "name": "qa",
-                "params": {"num_questions": args.questions, "questions_per_excerpt": 5,
-                           "excerpt_chars": 1200, "dedup_threshold": 99},
-                "baseline": {"faithfulness": 0.0, "answer_relevancy": 0.0,
-                             "context_precision": 0.0, "persona_fit": 0.0},
+                "params": {
+                    "num_questions": args.questions,
+                    "questions_per_excerpt": 5,
+                    "excerpt_chars": 1200,
+                    "dedup_threshold": 99,
+                },
+                "baseline": {
+                    "faithfulness": 0.0,
+                    "answer_relevancy": 0.0,
+                    "context_precision": 0.0,
+                    "persona_fit": 0.0,
+                },
             },
             "data": [{"path": str(root / "docs")}],
             "run": {"max_iterations": 1, "max_concurrency": args.concurrency},

@@ -27,10 +27,10 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:  # pragma: no cover
-    from personagen.api import RunResult, arun, aresume, resume, run
-    from personagen.graph.builder import build_graph
-    from personagen.specfile import load_spec
-    from personagen.state.spec import Constraints, DataSource, Goal, Persona, RunSpec
+    from personagen.api import RunResult, aresume, arun, resume, run
+    from personagen.graph.builder import build_graph  # noqa: F401
+    from personagen.specfile import load_spec  # noqa: F401
+    from personagen.state.spec import Constraints, DataSource, Goal, Persona, RunSpec  # noqa: F401
 
 
 def __getattr__(name: str) -> Any:

@@ -105,7 +105,9 @@ class _Session:
             max_concurrency=spec.run.max_concurrency,
         )
 
-    async def drive(self, run_id: str, spec: RunSpec, graph_input: Any, *, spent: int, max_tokens: int | None) -> RunResult:
+    async def drive(
+        self, run_id: str, spec: RunSpec, graph_input: Any, *, spent: int, max_tokens: int | None
+    ) -> RunResult:
         from personagen.graph.builder import build_graph
         from personagen.graph.checkpoint import default_checkpoint_path, open_checkpointer
 
@@ -174,9 +176,7 @@ async def arun(
         progress: called with every streamed update/custom event.
     """
     resolved = _as_spec(spec)
-    session = _Session(
-        Path(out_dir), Path(state_dir), checkpoint, chat_model, embeddings, progress
-    )
+    session = _Session(Path(out_dir), Path(state_dir), checkpoint, chat_model, embeddings, progress)
     rid = run_id or new_run_id()
     return await session.drive(
         rid,

@@ -51,7 +51,9 @@ def main_options(
     _debug = debug
 
 
-def _apply_overrides(spec: Any, provider: str | None, model: str | None, base_url: str | None) -> Any:
+def _apply_overrides(
+    spec: Any, provider: str | None, model: str | None, base_url: str | None
+) -> Any:
     updates: dict[str, Any] = {}
     if provider:
         updates["provider"] = provider
@@ -121,8 +123,12 @@ def _drive(coro_factory: Any, quiet: bool) -> Any:
     if quiet or not console.is_terminal:
         return asyncio.run(coro_factory(None))
     with Progress(
-        SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
-        console=console, transient=True,
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
     ) as progress:
         return asyncio.run(coro_factory(_ProgressView(progress)))
 
@@ -131,7 +137,9 @@ def _drive(coro_factory: Any, quiet: bool) -> Any:
 def run(
     spec: Annotated[Path, typer.Argument(help="The run spec (YAML or JSON).")],
     out_dir: Annotated[Path, typer.Option("--out", help="Output directory.")] = Path("out"),
-    state_dir: Annotated[Path, typer.Option(help="Checkpoints and chunk store.")] = Path(".personagen"),
+    state_dir: Annotated[Path, typer.Option(help="Checkpoints and chunk store.")] = Path(
+        ".personagen"
+    ),
     run_id: Annotated[str | None, typer.Option(help="Run id (new by default).")] = None,
     provider: Annotated[str | None, typer.Option(help="embedded | openai | fake")] = None,
     model: Annotated[str | None, typer.Option(help="Model name (openai provider).")] = None,
@@ -145,11 +153,17 @@ def run(
 
     loaded = _apply_overrides(load_spec(spec), provider, model, base_url)
     rid = run_id or new_run_id()
-    console.print(f"run {rid}: goal {loaded.goal.name}, {len(loaded.data)} data source(s), "
-                  f"provider {loaded.llm.provider}; resume with: personagen resume {rid}")
+    console.print(
+        f"run {rid}: goal {loaded.goal.name}, {len(loaded.data)} data source(s), "
+        f"provider {loaded.llm.provider}; resume with: personagen resume {rid}"
+    )
     result = _drive(
         lambda progress: arun(
-            loaded, run_id=rid, out_dir=out_dir, state_dir=state_dir, max_tokens=max_tokens,
+            loaded,
+            run_id=rid,
+            out_dir=out_dir,
+            state_dir=state_dir,
+            max_tokens=max_tokens,
             progress=progress,
         ),
         quiet,
@@ -163,7 +177,9 @@ def run(
 def resume(
     run_id: Annotated[str, typer.Argument(help="The run to continue.")],
     out_dir: Annotated[Path, typer.Option("--out", help="Output directory.")] = Path("out"),
-    state_dir: Annotated[Path, typer.Option(help="Checkpoints and chunk store.")] = Path(".personagen"),
+    state_dir: Annotated[Path, typer.Option(help="Checkpoints and chunk store.")] = Path(
+        ".personagen"
+    ),
     max_tokens: Annotated[int | None, typer.Option(help="New token budget.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
@@ -190,7 +206,9 @@ def validate(spec: Annotated[Path, typer.Argument(help="The run spec (YAML or JS
 
     loaded = load_spec(spec)
     goal = resolve_goal(loaded.goal, base_dir=loaded.base_dir)
-    documents = load_sources(loaded.data, base_dir=Path(loaded.base_dir) if loaded.base_dir else None)
+    documents = load_sources(
+        loaded.data, base_dir=Path(loaded.base_dir) if loaded.base_dir else None
+    )
     table = Table(title=f"{spec}: valid", show_header=False)
     table.add_column("key", no_wrap=True)
     table.add_column("value", overflow="fold")
@@ -200,16 +218,23 @@ def validate(spec: Annotated[Path, typer.Argument(help="The run spec (YAML or JS
     table.add_row("goal", f"{goal.name} ({goal.source}), loop {goal.loop}")
     table.add_row("params", ", ".join(f"{k}={v}" for k, v in goal.params.items()))
     table.add_row("baseline", ", ".join(f"{k}>={v}" for k, v in goal.baseline.items()))
-    table.add_row("documents", f"{len(documents)} ({sum(d.ref.bytes for d in documents):,} bytes, "
-                  f"{sum(d.ref.chars for d in documents):,} characters)")
+    table.add_row(
+        "documents",
+        f"{len(documents)} ({sum(d.ref.bytes for d in documents):,} bytes, "
+        f"{sum(d.ref.chars for d in documents):,} characters)",
+    )
     rules = [r.label for _, r in loaded.constraints.rules]
     table.add_row("constraints", ", ".join(rules) or "none")
-    table.add_row("llm", f"{loaded.llm.provider} {loaded.llm.model or loaded.llm.model_path or ''}".strip())
+    table.add_row(
+        "llm", f"{loaded.llm.provider} {loaded.llm.model or loaded.llm.model_path or ''}".strip()
+    )
     table.add_row("iterations", f"at most {loaded.run.max_iterations}")
     out.print(table)
     for document in documents:
         ref = document.ref
-        out.print(f"  {ref.source} [{ref.format}, {ref.chars:,} chars]", soft_wrap=True, highlight=False)
+        out.print(
+            f"  {ref.source} [{ref.format}, {ref.chars:,} chars]", soft_wrap=True, highlight=False
+        )
 
 
 @goals_app.callback()
@@ -226,7 +251,9 @@ def goals(ctx: typer.Context) -> None:
 
 
 @goals_app.command("show")
-def goals_show(name: Annotated[str, typer.Argument(help="Library goal name or goal file.")]) -> None:
+def goals_show(
+    name: Annotated[str, typer.Argument(help="Library goal name or goal file.")],
+) -> None:
     """Print one goal: parameters, baseline and prompts."""
     import yaml
 
@@ -234,7 +261,11 @@ def goals_show(name: Annotated[str, typer.Argument(help="Library goal name or go
 
     definition, source = load_goal_definition(name)
     out.print(f"# {source}")
-    out.print(yaml.safe_dump(definition.model_dump(exclude_none=True), sort_keys=False, allow_unicode=True))
+    out.print(
+        yaml.safe_dump(
+            definition.model_dump(exclude_none=True), sort_keys=False, allow_unicode=True
+        )
+    )
 
 
 def main() -> None:
@@ -262,8 +293,11 @@ def main() -> None:
             sys.exit(exc.exit_code)
         if _debug:
             raise
-        console.print(f"[red]error:[/red] {type(exc).__name__}: {exc} (run with --debug for the traceback)",
-                      highlight=False, soft_wrap=True)
+        console.print(
+            f"[red]error:[/red] {type(exc).__name__}: {exc} (run with --debug for the traceback)",
+            highlight=False,
+            soft_wrap=True,
+        )
         sys.exit(1)
 
 

@@ -17,7 +17,10 @@ def format_validation_error(exc: ValidationError, origin: str) -> str:
     """One line per problem: `origin: key.path: message`."""
     lines = []
     for error in exc.errors():
-        where = ".".join(str(p) for p in error["loc"] if not str(p).startswith("function-")) or "(top level)"
+        where = (
+            ".".join(str(p) for p in error["loc"] if not str(p).startswith("function-"))
+            or "(top level)"
+        )
         message = error["msg"].removeprefix("Value error, ")
         if error["type"] == "extra_forbidden":
             message = "unknown key"
@@ -30,7 +33,9 @@ def format_validation_error(exc: ValidationError, origin: str) -> str:
 def parse_spec(data: Any, *, origin: str = "<spec>", base_dir: str | Path | None = None) -> RunSpec:
     """Validate an already parsed mapping into a `RunSpec`."""
     if not isinstance(data, dict):
-        raise SpecError(f"{origin}: expected a mapping with persona, goal, data, ... at the top level")
+        raise SpecError(
+            f"{origin}: expected a mapping with persona, goal, data, ... at the top level"
+        )
     if base_dir is not None and "base_dir" not in data:
         data = {**data, "base_dir": str(base_dir)}
     try:
@@ -54,7 +59,9 @@ def load_spec(path: str | Path) -> RunSpec:
         else:
             data = yaml.safe_load(text)
     except json.JSONDecodeError as exc:
-        raise SpecError(f"{path}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from exc
+        raise SpecError(
+            f"{path}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
+        ) from exc
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

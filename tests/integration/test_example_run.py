@@ -20,7 +20,10 @@ def test_example_bundle_files_and_fields(tmp_path: Path) -> None:
     spec = personagen.load_spec(EXAMPLE_SPEC).model_copy(deep=True)
     spec.llm.provider = "fake"
     result = personagen.run(
-        spec, chat_model=FakeChatModel(), out_dir=tmp_path / "out", state_dir=tmp_path / "state",
+        spec,
+        chat_model=FakeChatModel(),
+        out_dir=tmp_path / "out",
+        state_dir=tmp_path / "state",
         run_id="example-1",
     )
     assert result.status == "done"
@@ -35,7 +38,9 @@ def test_example_bundle_files_and_fields(tmp_path: Path) -> None:
     persona = json.loads((bundle / "persona.json").read_text())
     assert persona["name"] == "Maya" and persona["custom_questions"]
     goal = json.loads((bundle / "goal.json").read_text())
-    assert goal["name"] == "qa" and goal["user_prompts"] == ["Prefer practical, step-by-step questions."]
+    assert goal["name"] == "qa" and goal["user_prompts"] == [
+        "Prefer practical, step-by-step questions."
+    ]
     refs = json.loads((bundle / "data_refs.json").read_text())
     assert len(refs) == 3 and all(len(r["sha256"]) == 64 and r["chunks"] > 0 for r in refs)
     rows = [json.loads(x) for x in (bundle / "qa.jsonl").read_text().splitlines()]
@@ -46,7 +51,9 @@ def test_example_bundle_files_and_fields(tmp_path: Path) -> None:
             text = Path(span["source"]).read_text(encoding="utf-8")
             assert text[span["start"] : span["end"]] == span["text"]
     finetune = [json.loads(x) for x in (bundle / "qa_finetune.jsonl").read_text().splitlines()]
-    assert all([m["role"] for m in f["messages"]] == ["system", "user", "assistant"] for f in finetune)
+    assert all(
+        [m["role"] for m in f["messages"]] == ["system", "user", "assistant"] for f in finetune
+    )
     metadata = json.loads((bundle / "metadata.json").read_text())
     assert metadata["run_id"] == "example-1"
     assert {"compose_persona", "generate_questions", "answer", "evaluate"} <= set(
@@ -58,11 +65,17 @@ def test_example_bundle_files_and_fields(tmp_path: Path) -> None:
 def test_resume_of_a_finished_run_makes_no_calls(tmp_path: Path) -> None:
     spec = personagen.load_spec(EXAMPLE_SPEC).model_copy(deep=True)
     spec.llm.provider = "fake"
-    first = personagen.run(spec, chat_model=FakeChatModel(), out_dir=tmp_path / "out",
-                           state_dir=tmp_path / "state", run_id="r1")
+    first = personagen.run(
+        spec,
+        chat_model=FakeChatModel(),
+        out_dir=tmp_path / "out",
+        state_dir=tmp_path / "state",
+        run_id="r1",
+    )
     model = FakeChatModel()
-    again = personagen.resume("r1", chat_model=model, out_dir=tmp_path / "out",
-                              state_dir=tmp_path / "state")
+    again = personagen.resume(
+        "r1", chat_model=model, out_dir=tmp_path / "out", state_dir=tmp_path / "state"
+    )
     assert again.status == "done" and model.calls == []
     assert {p.question for p in again.accepted} == {p.question for p in first.accepted}
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 
@@ -14,7 +14,7 @@ from personagen.evaluators.checks import (
     count_words,
     is_llm_rule,
 )
-from personagen.state.results import Violation
+from personagen.state.results import ListName, Violation
 from personagen.state.spec import ConstraintKind, ConstraintRule, Constraints
 
 EN = "How do I apply for a mortgage as a first-time buyer in Germany?"
@@ -91,17 +91,17 @@ def test_check_for_violated_when_rule_does_not_match(
     ],
 )
 def test_length_rules_mean_the_same_in_both_lists(
-    list_name: str, fields: dict[str, Any], text: str, violated: bool
+    list_name: ListName, fields: dict[str, Any], text: str, violated: bool
 ) -> None:
-    violation = check_rule(rule(**fields), list_name, "answer", text)  # type: ignore[arg-type]
+    violation = check_rule(rule(**fields), list_name, "answer", text)
     assert (violation is not None) is violated
 
 
 @pytest.mark.parametrize("list_name", ["filter_out", "check_for"])
 @pytest.mark.parametrize("text", ["", "ok", "Danke!", "What is X?"])
-def test_language_rule_passes_text_too_short_to_judge(list_name: str, text: str) -> None:
+def test_language_rule_passes_text_too_short_to_judge(list_name: ListName, text: str) -> None:
     for code in ("en", "de"):
-        assert check_rule(rule(language=code), list_name, "question", text) is None  # type: ignore[arg-type]
+        assert check_rule(rule(language=code), list_name, "question", text) is None
 
 
 def test_violation_record() -> None:
@@ -167,13 +167,12 @@ def test_violation_record() -> None:
             {"pii": ["phone", "email"]},
             "check_for",
             "nothing personal",
-            "answer contains no personal data, but must contain a phone number or an email "
-            "address",
+            "answer contains no personal data, but must contain a phone number or an email address",
         ),
     ],
 )
-def test_reasons(fields: dict[str, Any], list_name: str, text: str, reason: str) -> None:
-    violation = check_rule(rule(**fields), list_name, "answer", text)  # type: ignore[arg-type]
+def test_reasons(fields: dict[str, Any], list_name: ListName, text: str, reason: str) -> None:
+    violation = check_rule(rule(**fields), list_name, "answer", text)
     assert violation is not None
     assert violation.reason == reason
 
@@ -221,7 +220,8 @@ def test_topic_rules_are_left_to_the_llm() -> None:
 
 
 def test_every_kind_is_classified() -> None:
-    assert DETERMINISTIC_KINDS | LLM_KINDS == set(ConstraintKind.__args__)  # type: ignore[attr-defined]
+    all_kinds = set(get_args(ConstraintKind))
+    assert DETERMINISTIC_KINDS | LLM_KINDS == all_kinds
     assert not DETERMINISTIC_KINDS & LLM_KINDS
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 import time
 
@@ -37,7 +38,10 @@ DISTINCT = [
     ("When should I refinance my mortgage?", "Why should I refinance my mortgage?"),
     ("Is it safe to refinance my mortgage now?", "Is it not safe to refinance my mortgage now?"),
     ("How does API v2 handle rate limits?", "How does API v3 handle rate limits?"),
-    ("What is the deadline for the 2024 tax return?", "What is the deadline for the 2025 tax return?"),
+    (
+        "What is the deadline for the 2024 tax return?",
+        "What is the deadline for the 2025 tax return?",
+    ),
     ("Can I transfer money to Germany?", "Can I transfer money from Germany?"),
     ("What is a fixed-rate mortgage?", "What is a variable-rate mortgage?"),
 ]
@@ -89,7 +93,11 @@ def test_fewer_than_two_texts(texts: list[str]) -> None:
 
 
 def test_embeddings_catch_paraphrases() -> None:
-    texts = ["How much deposit do I need?", "What down payment is required?", "Is PMI tax deductible?"]
+    texts = [
+        "How much deposit do I need?",
+        "What down payment is required?",
+        "Is PMI tax deductible?",
+    ]
     embeddings = [[1.0, 0.0, 0.0], [0.98, 0.05, 0.0], [0.0, 1.0, 0.0]]
     assert near_duplicates(texts) == []
     pairs = near_duplicates(texts, embeddings=embeddings)
@@ -149,20 +157,28 @@ def test_protected_duplicates_of_each_other_both_stay() -> None:
 
 
 def test_removed_pair_names_most_similar_kept_text() -> None:
-    texts = ["How do I reset my password?", "What is X?", "How can I reset my password?"]
-    kept, removed = dedupe(texts + ["How do I reset my password"], protected={2})
-    assert kept == [1, 2, 3] or kept == [0, 1, 2]
-    assert all(k in kept and r not in kept for k, r, _ in removed)
-    assert (0, 3) in {(k, r) for k, r, _ in removed} or (2, 0) in {(k, r) for k, r, _ in removed}
+    texts = [
+        "How can I reset my password?",
+        "How do I reset my password?",
+        "how do i reset my password",
+    ]
+    kept, removed = dedupe(texts, protected={0, 1})
+    assert kept == [0, 1]
+    assert removed == [(1, 2, 1.0)]
 
 
 def test_chains_do_not_propagate() -> None:
-    # B duplicates A and C duplicates B, but C is far enough from A to stay.
-    a = "How do I apply for a mortgage loan today?"
-    b = "How do I apply for a mortgage loan?"
-    c = "How do I apply for a mortgage?"
-    assert near_duplicates([a, c], threshold=0.85) == []
-    kept, removed = dedupe([a, b, c], threshold=0.85)
+    # B duplicates A and C duplicates B, but C is too far from A: C stays, as B is gone.
+    texts = ["How much deposit do I need?", "What down payment is required?", "Is PMI deductible?"]
+    angle = math.radians(15)  # cos 15° = 0.97, cos 30° = 0.87
+    embeddings = [
+        [1.0, 0.0],
+        [math.cos(angle), math.sin(angle)],
+        [math.cos(2 * angle), math.sin(2 * angle)],
+    ]
+    pairs = near_duplicates(texts, embeddings=embeddings)
+    assert [(i, j) for i, j, _ in pairs] == [(0, 1), (1, 2)]
+    kept, removed = dedupe(texts, embeddings=embeddings)
     assert kept == [0, 2]
     assert [(k, r) for k, r, _ in removed] == [(0, 1)]
 

@@ -228,7 +228,7 @@ def test_format_override_beats_extension(tmp_path):
 
 
 def test_utf8_bom_and_crlf_are_normalised(tmp_path):
-    write(tmp_path / "bom.txt", codecs.BOM_UTF8 + "line one\r\nline two\rline three\r\n".encode())
+    write(tmp_path / "bom.txt", codecs.BOM_UTF8 + b"line one\r\nline two\rline three\r\n")
     [doc] = load("bom.txt", tmp_path)
     assert doc.text == "line one\nline two\nline three\n"
 
@@ -406,6 +406,23 @@ def test_not_a_regular_file(tmp_path):
     fifo = tmp_path / "pipe.txt"
     os.mkfifo(fifo)
     assert load_error("pipe.txt", tmp_path).reason == "not a regular file"
+
+
+def test_file_without_extension(tmp_path):
+    write(tmp_path / "README", "readme text")
+    assert "no file extension" in load_error("README", tmp_path).reason
+    assert load({"path": "README", "format": "md"}, tmp_path)[0].text == "readme text"
+
+
+@pytest.mark.parametrize("name", ["a" * 5000 + ".txt", "nul\x00byte.txt"])
+def test_invalid_path_strings(tmp_path, name):
+    error = load_error(name, tmp_path)
+    assert "invalid path" in error.reason or "path not found" in error.reason
+
+
+def test_json_values_with_crlf_are_normalised():
+    [doc] = load_source(source({"text": '{"a": "x\\r\\ny\\rz"}', "format": "json"}))
+    assert doc.text == "x\ny\nz"
 
 
 def test_unreadable_file(tmp_path):

@@ -151,9 +151,9 @@ def _decode_detected(data: bytes, declared: str | None) -> str:
         return data.decode("utf-8")
     except UnicodeDecodeError:
         pass
-    if declared and (codec := _codec_name(declared)):
+    if declared and (declared_codec := _codec_name(declared)):
         try:
-            return data.decode(codec)
+            return data.decode(declared_codec)
         except UnicodeDecodeError:
             pass  # A wrong declaration is common; detection below may still succeed.
     from charset_normalizer import from_bytes
@@ -222,6 +222,8 @@ def extract(
             text = decoded
             if fmt == "md":
                 title = markdown_title(text)
+    # Values inside JSON, CSV or PDF text can still carry CR line endings of their own.
+    text = normalize_newlines(text)
     if not text.strip():
         raise ExtractionError(f"no text left after extracting {fmt} (empty document)")
     return Extracted(text=text, title=_clean_title(title))

@@ -16,7 +16,7 @@ import stat
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from personagen.data._extract import SUPPORTED_EXTENSIONS, ExtractionError, extract
 from personagen.errors import DataSourceError
@@ -161,7 +161,7 @@ def _document(
     fmt: DocumentFormat,
     *,
     reference: str,
-    kind: str,
+    kind: Literal["file", "url", "inline"],
     source: DataSource,
     declared_encoding: str | None = None,
 ) -> LoadedDocument:
@@ -178,7 +178,7 @@ def _document(
     ref = DocumentRef(
         id=hashlib.sha256(data).hexdigest(),
         source=reference,
-        kind=kind,  # type: ignore[arg-type]
+        kind=kind,
         format=fmt,
         bytes=len(data),
         chars=len(extracted.text),
@@ -213,11 +213,10 @@ def _load_file(path: Path, source: DataSource) -> LoadedDocument:
     reference = str(path)
     fmt = source.format or _format_for_path(path)
     if fmt is None:
-        suffix = path.suffix or "(none)"
+        what = f"unsupported extension {path.suffix!r}" if path.suffix else "no file extension"
         raise DataSourceError(
             reference,
-            f"unsupported extension {suffix!r} (supported: {_SUPPORTED_LIST}); "
-            "set 'format' to read it as one of them",
+            f"{what} (supported: {_SUPPORTED_LIST}); set 'format' to read it as one of them",
         )
     data = _read_file(path, source.max_bytes, reference)
     return _document(data, fmt, reference=reference, kind="file", source=source)
@@ -256,10 +255,15 @@ def _resolve_files(source: DataSource, base_dir: Path | str | None) -> list[Path
     candidate = Path(os.path.abspath(expanded if os.path.isabs(expanded) else root / expanded))
     excludes = _Excludes(source.exclude, roots=[root])
 
+    try:
+        is_dir, exists = candidate.is_dir(), candidate.exists()
+    except (OSError, ValueError) as exc:  # name too long, NUL byte, ...
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise DataSourceError(given, f"invalid path: {reason}") from None
     # An existing path wins over glob syntax: file names may contain '[' or '?'.
-    if candidate.is_dir():
+    if is_dir:
         return _walk_directory(candidate, source, excludes, given)
-    if candidate.exists():
+    if exists:
         if excludes.match(candidate, extra_root=candidate.parent):
             raise DataSourceError(given, "the file is excluded by 'exclude'")
         return [candidate]

@@ -112,7 +112,7 @@ class BM25Index:
         queries = list(queries)
         if self._retriever is None or k == 0 or not queries:
             return [[] for _ in queries]
-        results = []
+        results: list[list[tuple[Chunk, float]]] = []
         for query_tokens in self._tokenize([query or "" for query in queries]):
             token_ids = self._retriever.get_tokens_ids(query_tokens)
             if not token_ids:

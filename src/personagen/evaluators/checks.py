@@ -6,9 +6,12 @@ language. `topic` rules need an LLM judge; `is_llm_rule` says which rules those 
 
 Semantics, from `personagen.state.spec.ConstraintRule`: in `filter_out` a rule is violated
 when it matches, in `check_for` when it does not; `max_words` and `min_words` mean the same in
-both lists. A rule "matches" when its regex is found, when any of its keywords occurs, when
-any PII of its kinds is found, or when the text is in its language. A language rule never
-fails on text too short to judge.
+both lists. A rule "matches" when its regex is found (Python `re`, case-insensitive unless
+`case_sensitive`), when any of its keywords occurs as a whole word or phrase, when any PII of
+its kinds is found, or when the text is in its language. Language verdicts lean towards
+passing: in `check_for` the text fails only when another language is detected with
+confidence, in `filter_out` only when the forbidden one is, and text too short to judge
+never fails.
 """
 
 from __future__ import annotations

@@ -117,7 +117,10 @@ def _same_content(a: set[str], b: set[str]) -> bool:
 def _cosine_matrix(embeddings: Sequence[Sequence[float]], count: int) -> np.ndarray:
     if len(embeddings) != count:
         raise ValueError(f"got {len(embeddings)} embeddings for {count} texts")
-    matrix = np.asarray(embeddings, dtype=np.float32)
+    try:
+        matrix = np.asarray(embeddings, dtype=np.float32)
+    except ValueError as exc:  # ragged lists
+        raise ValueError("embeddings must all have the same length") from exc
     if matrix.ndim != 2:
         raise ValueError("embeddings must all have the same length")
     norms = np.linalg.norm(matrix, axis=1, keepdims=True)

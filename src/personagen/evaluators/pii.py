@@ -7,10 +7,14 @@ invalid-number rules for SSNs, country length plus mod-97 for IBANs, octet range
 addresses, and shape and context rules for phone numbers (which otherwise collide with years,
 dates, prices, ISBNs, version strings and order numbers).
 
-Numbers near a label such as "order", "invoice", "ISBN" or "version" are not reported as
-cards, phones or SSNs unless a phone-like label ("tel", "call", ...) is nearer. Overlaps are
+A number right after a label such as "order", "invoice", "ISBN", "version" or "section" is
+not reported as a card, phone, SSN or IPv4 address; a phone label ("Tel.", "call") instead
+vouches for a phone number in a shape that would otherwise be too ambiguous. Overlaps are
 resolved across all kinds before the `kinds` filter is applied, so a card number is never
 also reported as a phone number when only phones are asked for.
+
+Known limits: phone numbers without a "+", a trunk "0", a North American 3-3-4 layout or a
+label (e.g. "138 0013 8000") are missed on purpose, as that shape is as often an amount.
 
 Use `mask` to quote a match in reports without copying the personal data.
 """
@@ -101,8 +105,8 @@ def mask(s: str) -> str:
 
 # Labels that make a nearby number something other than personal data.
 _NOT_PII_LABEL = re.compile(
-    r"(?<![^\W\d_])(?:order|invoice|receipt|ref(?:erence)?|ticket|case|tracking|shipment|parcel|sku|"
-    r"part|model|serial|item|product|article|isbn|issn|ean|upc|gtin|imei|doi|patent|"
+    r"(?<![^\W\d_])(?:order|invoice|receipt|ref(?:erence)?|ticket|case|tracking|shipment|"
+    r"parcel|sku|part|model|serial|item|product|article|isbn|issn|ean|upc|gtin|imei|doi|patent|"
     r"version|ver|build|release|v|section|sec|chapter|clause|paragraph|step|figure|fig|"
     r"table|appendix|rfc|§|#)"
     r"[\s.:#-]*(?:no\.?|nr\.?|number|#)?[\s.:#-]*$",
@@ -116,7 +120,8 @@ _PHONE_LABEL = re.compile(
     re.IGNORECASE,
 )
 _SSN_LABEL = re.compile(
-    r"(?<![^\W\d_])(?:ssn|ss#|social\s+security(?:\s+(?:number|no\.?|#))?)[\s.:#-]*$", re.IGNORECASE
+    r"(?<![^\W\d_])(?:ssn|ss#|social\s+security(?:\s+(?:number|no\.?|#))?)[\s.:#-]*$",
+    re.IGNORECASE,
 )
 _CONTEXT = 30  # characters before a candidate that are searched for a label
 

@@ -185,7 +185,13 @@ def aggregate(scores: Iterable[RetrievalScores]) -> dict[str, float]:
     rows = list(scores)
     count = len(rows)
     if not count:
-        return {"hit_rate": 0.0, "mrr": 0.0, "span_recall": 0.0, "context_chars": 0.0, "questions": 0}
+        return {
+            "hit_rate": 0.0,
+            "mrr": 0.0,
+            "span_recall": 0.0,
+            "context_chars": 0.0,
+            "questions": 0,
+        }
     return {
         "hit_rate": sum(r.hit for r in rows) / count,
         "mrr": sum(r.reciprocal_rank for r in rows) / count,

@@ -39,7 +39,9 @@ async def open_checkpointer(target: str | Path | None = None) -> AsyncIterator[B
         try:
             from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
         except ImportError as exc:  # pragma: no cover - depends on the extra
-            raise ImportError("Postgres checkpoints need: pip install 'personagen[postgres]'") from exc
+            raise ImportError(
+                "Postgres checkpoints need: pip install 'personagen[postgres]'"
+            ) from exc
         async with AsyncPostgresSaver.from_conn_string(target, serde=serializer()) as saver:
             await saver.setup()
             yield saver

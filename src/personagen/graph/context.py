@@ -58,7 +58,10 @@ class RunContext:
         with self._index_lock:
             if key not in self._indexes:
                 chunks = self.store.chunks(
-                    doc_ids, chunk_size=chunk_size, chunk_overlap=chunk_overlap, splitter="recursive"
+                    doc_ids,
+                    chunk_size=chunk_size,
+                    chunk_overlap=chunk_overlap,
+                    splitter="recursive",
                 )
                 self._indexes[key] = (chunks, BM25Index(chunks, language=language))
             return self._indexes[key]

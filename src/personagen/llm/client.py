@@ -119,7 +119,9 @@ class LLMClient:
         Raises:
             StructuredOutputError: when neither the retries nor repair yield a valid instance.
         """
-        prompt = _with_schema_instructions(messages, schema) if self.method == "prompt" else messages
+        prompt = (
+            _with_schema_instructions(messages, schema) if self.method == "prompt" else messages
+        )
         runnable = self._runnable(schema)
         raw_text, reason = "", "no output"
         for _ in range(self.parse_attempts):

@@ -345,7 +345,7 @@ def _grammar(response_format: dict[str, Any] | None) -> Any:
         schema = response_format["json_schema"].get("schema")
     from llama_cpp import LlamaGrammar
 
-    schema_json = json.dumps(schema, sort_keys=True) if schema is not None else None
+    schema_json = json.dumps(schema) if schema is not None else None
     return LlamaGrammar.from_string(_grammar_text(schema_json), verbose=False)
 
 
@@ -581,7 +581,7 @@ class EmbeddedChatModel(BaseChatModel):
             json_schema = convert_to_json_schema(schema)
             schema_name = str(json_schema.get("title") or "output")
         bounded = bound_schema(json_schema, max_string=max_string, max_items=max_items)
-        _grammar_text(json.dumps(bounded, sort_keys=True))  # fail now, not at the first call
+        _grammar_text(json.dumps(bounded))  # fail now, not at the first call
 
         llm = self.bind(
             response_format={"type": "json_object", "schema": bounded},

@@ -38,7 +38,9 @@ def make_llm_client(
     """Build the client for `settings`; `chat_model`/`embeddings` override the provider's."""
     if chat_model is not None:
         name = str(getattr(chat_model, "model_name", None) or type(chat_model).__name__)
-        method: StructuredMethod = "native" if settings.structured_output == "auto" else _explicit(settings)
+        method: StructuredMethod = (
+            "native" if settings.structured_output == "auto" else _explicit(settings)
+        )
         if isinstance(chat_model, FakeChatModel):
             method = "native"
         return LLMClient(
@@ -67,9 +69,7 @@ def _explicit(settings: LLMSettings) -> StructuredMethod:
     return settings.structured_output  # type: ignore[return-value]
 
 
-def _openai_client(
-    settings: LLMSettings, *, seed: int, embeddings: Embeddings | None
-) -> LLMClient:
+def _openai_client(settings: LLMSettings, *, seed: int, embeddings: Embeddings | None) -> LLMClient:
     from langchain_openai import ChatOpenAI, OpenAIEmbeddings
 
     api_key = os.environ.get(settings.api_key_env)
@@ -128,7 +128,7 @@ def _embedded_client(
     except ImportError as exc:
         raise LLMError(
             "the embedded model needs the 'local' extra: pip install 'personagen[local]' "
-            f"(CMAKE_ARGS=\"-DLLAVA_BUILD=OFF\" speeds up the llama.cpp build) ({exc})"
+            f'(CMAKE_ARGS="-DLLAVA_BUILD=OFF" speeds up the llama.cpp build) ({exc})'
         ) from exc
     kwargs: dict[str, Any] = {
         "temperature": settings.temperature,

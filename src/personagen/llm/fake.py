@@ -25,8 +25,8 @@ from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackMana
 from langchain_core.embeddings import Embeddings
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
-from langchain_core.outputs import ChatGeneration, ChatResult
 from langchain_core.output_parsers import PydanticOutputParser
+from langchain_core.outputs import ChatGeneration, ChatResult
 from langchain_core.runnables import Runnable, RunnableMap, RunnablePassthrough
 from pydantic import BaseModel, ConfigDict, PrivateAttr
 
@@ -275,7 +275,11 @@ def _answer(request: FakeRequest) -> dict[str, Any]:
 
 
 def _persona_fit(request: FakeRequest) -> dict[str, Any]:
-    return {"reason": "The question and answer suit this person.", "question_fit": 4, "answer_fit": 4}
+    return {
+        "reason": "The question and answer suit this person.",
+        "question_fit": 4,
+        "answer_fit": 4,
+    }
 
 
 def _topic(request: FakeRequest) -> dict[str, Any]:
@@ -369,10 +373,15 @@ def fill_schema(schema: dict[str, Any], *, seed: str, defs: dict[str, Any] | Non
     kind = schema.get("type", "object")
     if kind == "object":
         props = schema.get("properties", {})
-        return {name: fill_schema(sub, seed=f"{seed}:{name}", defs=defs) for name, sub in props.items()}
+        return {
+            name: fill_schema(sub, seed=f"{seed}:{name}", defs=defs) for name, sub in props.items()
+        }
     if kind == "array":
         count = max(1, schema.get("minItems", 1))
-        return [fill_schema(schema.get("items", {}), seed=f"{seed}:{i}", defs=defs) for i in range(count)]
+        return [
+            fill_schema(schema.get("items", {}), seed=f"{seed}:{i}", defs=defs)
+            for i in range(count)
+        ]
     if kind == "integer":
         return max(schema.get("minimum", 1), min(1, schema.get("maximum", 1)))
     if kind == "number":

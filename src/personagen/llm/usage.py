@@ -99,9 +99,7 @@ class UsageRecorder(BaseCallbackHandler):
     def on_llm_end(self, response: LLMResult, *, run_id: UUID, **kwargs: Any) -> None:
         """Record the finished call's tokens and seconds."""
         with self._lock:
-            started, node, model = self._started.pop(
-                run_id, (time.perf_counter(), None, "unknown")
-            )
+            started, node, model = self._started.pop(run_id, (time.perf_counter(), None, "unknown"))
         input_tokens = output_tokens = 0
         cached = False
         for generations in response.generations:

@@ -67,7 +67,9 @@ async def answer(task: AnswerTask, runtime: Runtime[RunContext]) -> dict[str, An
         return {"pairs": {pair.id: pair.model_copy(update=update)}}
     answer_text = out.answer.strip()
     answerable = bool(out.answerable and answer_text)
-    spans, unmatched = ground_quotes(out.quotes, contexts, ctx.store.get_text) if answerable else ([], [])
+    spans, unmatched = (
+        ground_quotes(out.quotes, contexts, ctx.store.get_text) if answerable else ([], [])
+    )
     update |= {
         "answer": answer_text,
         "answerable": answerable,

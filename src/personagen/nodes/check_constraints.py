@@ -49,7 +49,10 @@ async def _violations(pair: QAPair, state: State, runtime: Runtime[RunContext]) 
         if isinstance(result, LLMError):
             found.append(
                 Violation(
-                    rule="topic", kind="topic", list="check_for", field="answer",
+                    rule="topic",
+                    kind="topic",
+                    list="check_for",
+                    field="answer",
                     reason=f"a topic rule could not be judged: {result}",
                 )
             )
@@ -61,8 +64,11 @@ async def _violations(pair: QAPair, state: State, runtime: Runtime[RunContext]) 
     if answer and state["goal"].param("check_language") and is_language(answer, language) is False:
         found.append(
             Violation(
-                rule=f"persona language:{language}", kind="language", list="check_for",
-                field="answer", reason=f"answer is not in the persona's language ({language})",
+                rule=f"persona language:{language}",
+                kind="language",
+                list="check_for",
+                field="answer",
+                reason=f"answer is not in the persona's language ({language})",
             )
         )
     return found
@@ -81,7 +87,11 @@ def _gate(pair: QAPair, baseline: dict[str, float], violations: list[Violation])
         if value is None:
             reasons.append(pair.reasons.get(metric, f"{metric} could not be judged"))
         elif value < minimum:
-            reasons.append(f"{metric} {value:.2f} is below {minimum:.2f}: {pair.reasons.get(metric, '')}".rstrip(": "))
+            reasons.append(
+                f"{metric} {value:.2f} is below {minimum:.2f}: {pair.reasons.get(metric, '')}".rstrip(
+                    ": "
+                )
+            )
     if not pair.spans:
         reasons.append("the answer's supporting quotes were not found in the sources")
     reasons.extend(str(v.reason) for v in violations)
@@ -89,7 +99,12 @@ def _gate(pair: QAPair, baseline: dict[str, float], violations: list[Violation])
     return pair.model_copy(update={"status": status, "feedback": reasons, "violations": violations})
 
 
-def iteration_report(pairs: dict[str, QAPair], goal_baseline: dict[str, float], iteration: int, min_accepted: int | None) -> IterationReport:
+def iteration_report(
+    pairs: dict[str, QAPair],
+    goal_baseline: dict[str, float],
+    iteration: int,
+    min_accepted: int | None,
+) -> IterationReport:
     """Scores and counts of the pass: means over judged answerable pairs, baseline verdict."""
     judged = [p for p in pairs.values() if p.answerable and p.status in ("accepted", "failing")]
     metrics = sorted({m for p in judged for m in p.scores})
@@ -131,7 +146,10 @@ async def check_constraints(state: State, runtime: Runtime[RunContext]) -> dict[
     merged = {**state["pairs"], **updated}
     min_accepted = state["goal"].param("min_accepted")
     report = iteration_report(
-        merged, baseline, state["iteration"], int(min_accepted) if min_accepted is not None else None
+        merged,
+        baseline,
+        state["iteration"],
+        int(min_accepted) if min_accepted is not None else None,
     )
     events = [
         Event(level="warning", stage="answer", message=f"answering failed: {p.error}", item=p.id)

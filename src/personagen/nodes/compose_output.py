@@ -11,9 +11,9 @@ from langgraph.runtime import Runtime
 from personagen.evaluators.recommendations import recommend
 from personagen.graph.context import RunContext
 from personagen.nodes._instrument import instrumented
-from personagen.store.bundle import base_metadata, usage_summary, write_bundle
 from personagen.state.graph import State
 from personagen.state.metadata import Event
+from personagen.store.bundle import base_metadata, usage_summary, write_bundle
 
 
 @instrumented("compose_output")

@@ -52,6 +52,8 @@ async def evaluate(task: JudgeTask, runtime: Runtime[RunContext]) -> dict[str, A
     reasons = {m: r.reason for m, r in zip(goal.metrics, results, strict=True)}
     return {
         "pairs": {
-            pair.id: pair.model_copy(update={"scores": scores, "reasons": reasons, "status": "judged"})
+            pair.id: pair.model_copy(
+                update={"scores": scores, "reasons": reasons, "status": "judged"}
+            )
         }
     }

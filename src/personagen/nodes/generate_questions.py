@@ -52,7 +52,10 @@ async def generate_questions(state: State, runtime: Runtime[RunContext]) -> dict
     doc_ids = [d.id for d in state["documents"]]
     excerpts = spread_excerpts(
         ctx.store.chunks(
-            doc_ids, chunk_size=int(goal.param("excerpt_chars")), chunk_overlap=0, splitter="recursive"
+            doc_ids,
+            chunk_size=int(goal.param("excerpt_chars")),
+            chunk_overlap=0,
+            splitter="recursive",
         )
     )
     sources = {d.id: d.source for d in state["documents"]}

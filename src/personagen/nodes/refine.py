@@ -34,7 +34,9 @@ def question_is_the_problem(pair: QAPair, persona_fit_min: float | None) -> bool
     if any(v.field == "question" for v in pair.violations):
         return True
     question_fit = pair.scores.get("question_fit")
-    return persona_fit_min is not None and question_fit is not None and question_fit < persona_fit_min
+    return (
+        persona_fit_min is not None and question_fit is not None and question_fit < persona_fit_min
+    )
 
 
 def _snapshot(pair: QAPair) -> dict[str, object]:
@@ -59,7 +61,9 @@ async def refine(state: State, runtime: Runtime[RunContext]) -> dict[str, Any]:
     events: list[Event] = []
 
     async def replace(pair: QAPair) -> str:
-        excerpt, source = seed_excerpt(ctx.store, pair, fallback_chars=int(goal.param("excerpt_chars")))
+        excerpt, source = seed_excerpt(
+            ctx.store, pair, fallback_chars=int(goal.param("excerpt_chars"))
+        )
         messages = render(
             goal.prompts["replace_question"],
             embedded=ctx.llm.small_model,
@@ -93,8 +97,12 @@ async def refine(state: State, runtime: Runtime[RunContext]) -> dict[str, Any]:
             duplicate = near_duplicates([*taken, new_question], threshold=threshold)
             if any(dup == len(taken) for _, dup, _ in duplicate):
                 events.append(
-                    Event(level="warning", stage="refine", item=pair.id,
-                          message=f"replacement question duplicates another: {new_question!r}")
+                    Event(
+                        level="warning",
+                        stage="refine",
+                        item=pair.id,
+                        message=f"replacement question duplicates another: {new_question!r}",
+                    )
                 )
                 new_question = None
         if isinstance(new_question, str) and new_question:
@@ -117,12 +125,18 @@ async def refine(state: State, runtime: Runtime[RunContext]) -> dict[str, Any]:
             continue
         if isinstance(new_question, LLMError):
             events.append(
-                Event(level="warning", stage="refine", item=pair.id,
-                      message=f"could not replace the question: {new_question}")
+                Event(
+                    level="warning",
+                    stage="refine",
+                    item=pair.id,
+                    message=f"could not replace the question: {new_question}",
+                )
             )
         if pair.answerable is False and pair.origin != "custom":
             # Re-answering a question the data cannot answer gives the same result.
-            updated[pair.id] = pair.model_copy(update={"status": "rejected", "iteration": iteration})
+            updated[pair.id] = pair.model_copy(
+                update={"status": "rejected", "iteration": iteration}
+            )
             continue
         updated[pair.id] = pair.model_copy(update=base)
     return {"pairs": updated, "iteration": iteration, "events": events}

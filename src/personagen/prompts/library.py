@@ -80,7 +80,9 @@ def _parse_goal(text: str, origin: str) -> GoalDefinition:
     return goal
 
 
-def load_goal_definition(name_or_path: str, *, base_dir: str | None = None) -> tuple[GoalDefinition, str]:
+def load_goal_definition(
+    name_or_path: str, *, base_dir: str | None = None
+) -> tuple[GoalDefinition, str]:
     """Load a library goal by name, or a goal file by path; return it and where it came from."""
     looks_like_path = name_or_path.endswith((".yaml", ".yml")) or "/" in name_or_path
     if looks_like_path:
@@ -151,7 +153,9 @@ def shared_prompt(name: str) -> PromptTemplate:
     return _shared()[name]
 
 
-def render(template: PromptTemplate, *, embedded: bool = False, **variables: Any) -> list[BaseMessage]:
+def render(
+    template: PromptTemplate, *, embedded: bool = False, **variables: Any
+) -> list[BaseMessage]:
     """Render a prompt to chat messages; the embedded variant is used when asked and present."""
     chosen = template.embedded if embedded and template.embedded is not None else template
     try:

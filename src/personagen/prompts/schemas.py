@@ -18,9 +18,7 @@ class PersonaProfileOut(BaseModel):
     expertise: Literal["novice", "intermediate", "expert"] = Field(
         description="Their level of knowledge in the subject of the data."
     )
-    goals: list[str] = Field(
-        description="What they want to achieve, short phrases.", max_length=5
-    )
+    goals: list[str] = Field(description="What they want to achieve, short phrases.", max_length=5)
     pain_points: list[str] = Field(
         description="What worries or blocks them, short phrases.", max_length=5
     )
@@ -47,18 +45,16 @@ class QuestionsOut(BaseModel):
 class AnswerOut(BaseModel):
     """An answer grounded in the given context passages."""
 
-    answerable: bool = Field(
-        description="True only if the context passages contain the answer."
-    )
+    answerable: bool = Field(description="True only if the context passages contain the answer.")
     answer: str = Field(
         description="The answer for the persona, using only the context passages; "
         "empty when not answerable.",
-        max_length=1500,
+        max_length=700,
     )
     quotes: list[str] = Field(
         description="Sentences copied word for word from the context passages that support "
         "the answer.",
-        max_length=5,
+        max_length=3,
     )
 
 

@@ -18,7 +18,9 @@ from personagen.state.spec import RunSpec
 RunStatus = Literal["running", "done", "failed", "budget_exhausted", "stopped"]
 
 
-def merge_pairs(left: dict[str, QAPair] | None, right: dict[str, QAPair] | None) -> dict[str, QAPair]:
+def merge_pairs(
+    left: dict[str, QAPair] | None, right: dict[str, QAPair] | None
+) -> dict[str, QAPair]:
     """Merge pair updates by id; a later version of a pair replaces the earlier one."""
     merged = dict(left or {})
     merged.update(right or {})

@@ -80,15 +80,15 @@ class Persona(_Strict):
     @property
     def is_bare(self) -> bool:
         """True when only a description was given, so composing it needs an LLM call."""
-        return not (
-            self.role or self.expertise or self.goals or self.pain_points or self.interests
-        )
+        return not (self.role or self.expertise or self.goals or self.pain_points or self.interests)
 
 
 class Goal(_Strict):
     """How to personalize: a library goal (or a goal file) plus the user's own prompts."""
 
-    name: str = Field("qa", min_length=1, description="Library goal name, or a path to a goal file.")
+    name: str = Field(
+        "qa", min_length=1, description="Library goal name, or a path to a goal file."
+    )
     prompts: list[str] = Field(
         default_factory=list, description="Supplemental instructions added to every generation."
     )
@@ -176,9 +176,9 @@ class ConstraintRule(_Strict):
 
     regex: str | None = None
     keyword: list[str] | None = None
-    pii: bool | list[Literal["email", "phone", "credit_card", "ssn", "iban", "ip_address"]] | None = (
-        None
-    )
+    pii: (
+        bool | list[Literal["email", "phone", "credit_card", "ssn", "iban", "ip_address"]] | None
+    ) = None
     max_words: PositiveInt | None = None
     min_words: PositiveInt | None = None
     language: str | None = None

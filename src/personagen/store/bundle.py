@@ -56,13 +56,25 @@ def qa_row(pair: QAPair, sources: dict[str, str]) -> dict[str, Any]:
         "origin": pair.origin,
         "status": pair.status,
         "contexts": [
-            {"chunk_id": c.chunk_id, "doc_id": c.doc_id, "source": sources.get(c.doc_id),
-             "start": c.start, "end": c.end, "score": c.score, "text": c.text}
+            {
+                "chunk_id": c.chunk_id,
+                "doc_id": c.doc_id,
+                "source": sources.get(c.doc_id),
+                "start": c.start,
+                "end": c.end,
+                "score": c.score,
+                "text": c.text,
+            }
             for c in pair.contexts
         ],
         "spans": [
-            {"doc_id": s.doc_id, "source": sources.get(s.doc_id), "start": s.start,
-             "end": s.end, "text": s.text}
+            {
+                "doc_id": s.doc_id,
+                "source": sources.get(s.doc_id),
+                "start": s.start,
+                "end": s.end,
+                "text": s.text,
+            }
             for s in pair.spans
         ],
         "scores": pair.scores,
@@ -118,7 +130,10 @@ def usage_summary(calls: list[LLMCall], stages: list[StageRun]) -> dict[str, Any
 
     def rounded(table: dict[Any, dict[str, float]]) -> dict[str, dict[str, float]]:
         return {
-            str(k): {f: (round(v, 3) if isinstance(v, float) and not v.is_integer() else int(v)) for f, v in row.items()}
+            str(k): {
+                f: (round(v, 3) if isinstance(v, float) and not v.is_integer() else int(v))
+                for f, v in row.items()
+            }
             for k, row in table.items()
         }
 

@@ -1,0 +1,919 @@
+r"""A span-grounded sweep of chunking and retrieval settings, to pick the best for RAG.
+
+Accepted answers keep the exact source spans they rest on, which makes them a retrieval
+eval set with character-level ground truth: for each setting (chunk size, overlap,
+splitter, retriever, top_k) every question is run through retrieval and the chunks it gets
+back are compared with the answer's spans (`personagen.evaluators.retrieval_metrics`). No
+model is called and nothing is re-labelled.
+
+How the work is shared, so that 10 MB of text sweeps in seconds:
+
+- Each document is tokenised once, the way `bm25s` tokenises (lower-case,
+  `\b\w\w+\b`, stopwords dropped), keeping only token positions: the offsets of every
+  token, and separately of the tokens the questions use. BM25 statistics of any chunking
+  (chunk lengths, term frequencies, document frequencies) are then counts of positions
+  between chunk offsets, found with `numpy.searchsorted`. So no inverted index is built per
+  chunking, and only the questions' terms are ever scored. Rankings equal `BM25Index`'s
+  (same tokens, Lucene BM25 with k1=1.5, b=0.75, ties in chunk order) up to float
+  rounding; a chunk cut inside a word (only text without spaces is cut so) counts the
+  word where it starts.
+- Each (size, overlap, splitter) is chunked once with `chunk_text` and kept as three
+  integer arrays (document, start, end); chunk text is sliced from the documents only
+  when it is embedded. Every top_k is scored from one ranked list of the largest k.
+- With embeddings, questions are embedded once, and each chunking's chunks once, in
+  batches; `hybrid` fuses the BM25 and embedding rankings by reciprocal rank (k=60).
+
+The search is bounded: at most `SweepGrid.max_settings` settings, and a wall-time budget
+checked before each chunking and after each embedding batch (an embedding pass projected
+to overrun it is not started or is abandoned). Chunkings are embedded in the order of
+their best BM25 result, so a tight budget spends its time on the promising ones. What was
+skipped, and why, is in the result.
+
+Objective (`OBJECTIVE`): highest span_recall; among settings within `tolerance` of it,
+highest MRR; among those within `tolerance` of that, the smallest mean context.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import time
+from array import array
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal, get_args
+
+import numpy as np
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeInt,
+    PositiveInt,
+    field_validator,
+    model_validator,
+)
+
+from personagen.data.chunking import SPLITTERS, Splitter, chunk_text, validate_chunking
+from personagen.evaluators.retrieval_metrics import TextRange, aggregate, score_retrieval
+from personagen.state.documents import Span
+
+if TYPE_CHECKING:
+    from langchain_core.embeddings import Embeddings
+
+__all__ = [
+    "OBJECTIVE",
+    "RETRIEVERS",
+    "ChunkingParams",
+    "EvalItem",
+    "EvalSummary",
+    "Retriever",
+    "SettingRow",
+    "SkippedSetting",
+    "SweepGrid",
+    "SweepResult",
+    "SweepTiming",
+    "choose",
+    "sweep",
+]
+
+log = logging.getLogger(__name__)
+
+Retriever = Literal["bm25", "embedding", "hybrid"]
+"""BM25 over chunk text, cosine similarity of embeddings, or both fused by reciprocal rank."""
+RETRIEVERS: tuple[str, ...] = get_args(Retriever)
+
+OBJECTIVE = (
+    "Highest span_recall (the share of the accepted answers' source-span characters inside "
+    "the retrieved chunks); among settings within {tolerance} of the best, the highest MRR; "
+    "among those within {tolerance} of that, the smallest mean context_chars (characters "
+    "handed to the reader). Remaining ties go to bm25 (no model needed) before embedding "
+    "before hybrid, then the smaller top_k, chunk size and overlap, then splitter order "
+    "recursive, markdown, sentence."
+)
+
+# bm25s's tokeniser and BM25Index's parameters, which the lexical ranking reproduces.
+_TOKEN_RE = re.compile(r"(?u)\b\w\w+\b")
+_K1, _B = 1.5, 0.75
+_RRF_K = 60
+# Depth of each ranking fused by `hybrid` (and so retrieved when hybrid is swept).
+_FUSION_DEPTH = 50
+_QUERY_BLOCK = 256  # questions scored against an embedding matrix at once
+
+
+# --- models -----------------------------------------------------------------------------
+
+
+class EvalItem(BaseModel):
+    """A question with the gold source spans its accepted answer rests on."""
+
+    question_id: str
+    question: str
+    spans: list[Span] = Field(default_factory=list)
+
+
+class ChunkingParams(BaseModel):
+    """One way of chunking: size and overlap in characters, and the splitter."""
+
+    model_config = ConfigDict(frozen=True)
+
+    chunk_size: PositiveInt
+    chunk_overlap: NonNegativeInt
+    splitter: Splitter = "recursive"
+
+    @model_validator(mode="after")
+    def _valid(self) -> ChunkingParams:
+        validate_chunking(self.chunk_size, self.chunk_overlap, self.splitter)
+        return self
+
+
+def _every_splitter() -> list[Splitter]:
+    return ["recursive", "markdown", "sentence"]
+
+
+class SweepGrid(BaseModel):
+    """The settings to try and the bound on how many."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    chunk_sizes: list[PositiveInt] = Field(default_factory=lambda: [256, 512, 1024], min_length=1)
+    overlap_fractions: list[float] = Field(
+        default_factory=lambda: [0.0, 0.15],
+        min_length=1,
+        description="Overlap as a share of the chunk size, in [0, 1); rounded down to chars.",
+    )
+    splitters: list[Splitter] = Field(default_factory=lambda: _every_splitter(), min_length=1)
+    retrievers: list[Retriever] | None = Field(
+        default=None, description="None: bm25, plus embedding and hybrid when embeddings are given."
+    )
+    top_k: list[PositiveInt] = Field(default_factory=lambda: [1, 3, 5], min_length=1)
+    max_settings: PositiveInt = Field(
+        default=500, description="Settings (chunking x retriever x top_k) tried at most."
+    )
+
+    @field_validator("overlap_fractions")
+    @classmethod
+    def _fractions(cls, value: list[float]) -> list[float]:
+        bad = [f for f in value if not 0 <= f < 1]
+        if bad:
+            raise ValueError(f"overlap fractions must be in [0, 1), got {bad}")
+        return value
+
+    def chunkings(self) -> list[ChunkingParams]:
+        """The distinct chunkings, splitter-major, then overlap, then size (grid order)."""
+        seen: dict[tuple[int, int, str], ChunkingParams] = {}
+        for splitter in dict.fromkeys(self.splitters):
+            for fraction in dict.fromkeys(self.overlap_fractions):
+                for size in dict.fromkeys(self.chunk_sizes):
+                    params = ChunkingParams(
+                        chunk_size=size, chunk_overlap=int(size * fraction), splitter=splitter
+                    )
+                    seen.setdefault(_key(params), params)
+        return list(seen.values())
+
+
+class SettingRow(BaseModel):
+    """One setting tried and its metrics (means over the eval questions)."""
+
+    chunk_size: int
+    chunk_overlap: int
+    overlap_fraction: float
+    splitter: Splitter
+    retriever: Retriever
+    top_k: int
+    hit_rate: float
+    mrr: float
+    span_recall: float
+    context_chars: float
+    chunks: int = Field(description="Chunks the corpus has under this chunking.")
+    baseline: bool = Field(default=False, description="The chunking the run itself used.")
+
+    @property
+    def chunking(self) -> ChunkingParams:
+        """The chunking part of the setting."""
+        return ChunkingParams(
+            chunk_size=self.chunk_size, chunk_overlap=self.chunk_overlap, splitter=self.splitter
+        )
+
+
+class SkippedSetting(BaseModel):
+    """Settings not tried, and why."""
+
+    chunk_size: int
+    chunk_overlap: int
+    splitter: Splitter
+    retrievers: list[Retriever]
+    settings: int = Field(description="Rows (retriever x top_k) this accounts for.")
+    reason: str
+
+
+class EvalSummary(BaseModel):
+    """What the eval set held and what had to be left out of it."""
+
+    questions: int = Field(default=0, description="Questions scored.")
+    questions_dropped: int = 0
+    spans: int = Field(default=0, description="Gold spans scored.")
+    spans_missing_document: int = Field(default=0, description="Spans whose document is not swept.")
+    spans_empty: int = Field(
+        default=0, description="Spans with no characters inside their document."
+    )
+    dropped: list[dict[str, str]] = Field(
+        default_factory=list, description="Questions left out: question_id and reason."
+    )
+    documents: int = 0
+    chars: int = Field(default=0, description="Characters of text swept.")
+
+
+class SweepTiming(BaseModel):
+    """Where the sweep's time went, in seconds."""
+
+    seconds: float = 0.0
+    tokenize: float = 0.0
+    chunking: float = 0.0
+    bm25: float = 0.0
+    embedding: float = 0.0
+    scoring: float = 0.0
+    budget_seconds: float = 0.0
+    budget_exhausted: bool = False
+
+
+class SweepResult(BaseModel):
+    """The outcome of a sweep: the chosen setting, everything tried, what was skipped."""
+
+    status: Literal["done", "skipped"]
+    reason: str | None = Field(default=None, description="Why nothing was swept, when skipped.")
+    objective: str
+    chosen: SettingRow | None = None
+    table: list[SettingRow] = Field(default_factory=list)
+    skipped: list[SkippedSetting] = Field(default_factory=list)
+    settings_planned: int = 0
+    settings_evaluated: int = 0
+    retrievers: list[Retriever] = Field(default_factory=list)
+    embeddings: str | None = Field(default=None, description="Class of the embeddings model used.")
+    language: str = "en"
+    evaluation: EvalSummary = Field(default_factory=lambda: EvalSummary())
+    timing: SweepTiming = Field(default_factory=lambda: SweepTiming())
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able dict (what the graph state and `rag/params.json` hold)."""
+        return self.model_dump(mode="json")
+
+
+# --- selection ----------------------------------------------------------------------------
+
+_RETRIEVER_ORDER = {name: i for i, name in enumerate(RETRIEVERS)}
+_SPLITTER_ORDER = {name: i for i, name in enumerate(SPLITTERS)}
+
+
+def choose(rows: Sequence[SettingRow], *, tolerance: float = 0.005) -> SettingRow | None:
+    """The best row under `OBJECTIVE`; None for no rows.
+
+    Args:
+        rows: Settings tried.
+        tolerance: Differences in span_recall or MRR up to this are treated as ties (on tens
+            of questions smaller ones are noise, and context size then decides).
+    """
+    if not rows:
+        return None
+    best_recall = max(r.span_recall for r in rows)
+    candidates = [r for r in rows if r.span_recall >= best_recall - tolerance]
+    best_mrr = max(r.mrr for r in candidates)
+    candidates = [r for r in candidates if r.mrr >= best_mrr - tolerance]
+    return min(
+        candidates,
+        key=lambda r: (
+            r.context_chars,
+            _RETRIEVER_ORDER[r.retriever],
+            r.top_k,
+            r.chunk_size,
+            r.chunk_overlap,
+            _SPLITTER_ORDER[r.splitter],
+        ),
+    )
+
+
+# --- internals ----------------------------------------------------------------------------
+
+
+def _key(params: ChunkingParams) -> tuple[int, int, str]:
+    return (params.chunk_size, params.chunk_overlap, params.splitter)
+
+
+@dataclass
+class _Item:
+    question_id: str
+    question: str
+    terms: Counter[str]
+    gold: list[TextRange]
+
+
+@dataclass
+class _Chunking:
+    """A corpus chunking as offsets: chunk i is `texts[doc_ids[doc[i]]][start[i]:end[i]]`."""
+
+    params: ChunkingParams
+    doc: np.ndarray
+    start: np.ndarray
+    end: np.ndarray
+    baseline: bool = False
+    bm25: list[np.ndarray] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.start)
+
+
+def _stopwords(language: str) -> frozenset[str]:
+    """The stopwords BM25Index drops: English ones for English, none otherwise."""
+    if language.strip().lower().split("-")[0] != "en":
+        return frozenset()
+    from bm25s.stopwords import STOPWORDS_EN
+
+    return frozenset(STOPWORDS_EN)
+
+
+def _tokens(text: str, stopwords: frozenset[str]) -> list[str]:
+    return [t for t in _TOKEN_RE.findall(text.lower()) if t not in stopwords]
+
+
+class _Lexicon:
+    """Token positions of the whole corpus, found once and shared by every chunking.
+
+    Positions are global: document d's text is taken to start at `base[d]` (the length of
+    the documents before it), so one sorted array serves every document and a chunk's
+    tokens are those between its global start and end.
+    """
+
+    def __init__(
+        self,
+        texts: Mapping[str, str],
+        doc_ids: Sequence[str],
+        terms: set[str],
+        stopwords: frozenset[str],
+    ) -> None:
+        base = 0
+        bases = []
+        starts = array("q")  # 8 bytes a token, not a Python int object each
+        found: dict[str, array[int]] = {}
+        for doc_id in doc_ids:
+            text = texts[doc_id]
+            bases.append(base)
+            lowered = text.lower()
+            # Lower-casing can change the length (e.g. "İ"); offsets must stay the text's.
+            same = len(lowered) == len(text)
+            source = lowered if same else text
+            del lowered
+            for match in _TOKEN_RE.finditer(source):
+                token = match.group() if same else match.group().lower()
+                if token in stopwords:
+                    continue
+                position = base + match.start()
+                starts.append(position)
+                if token in terms:
+                    found.setdefault(token, array("q")).append(position)
+            base += len(text)
+        self.base = np.asarray(bases, dtype=np.int64)
+        self.token_starts = np.frombuffer(starts, dtype=np.int64)
+        self.term_starts = {
+            term: np.frombuffer(positions, dtype=np.int64) for term, positions in found.items()
+        }
+
+    def rank(self, chunking: _Chunking, items: Sequence[_Item], depth: int) -> list[np.ndarray]:
+        """Each item's top `depth` chunks by BM25 (scores > 0 only), best first."""
+        n = len(chunking)
+        if n == 0:
+            return [np.empty(0, dtype=np.int64) for _ in items]
+        offset = self.base[chunking.doc]
+        start, end = chunking.start + offset, chunking.end + offset
+
+        def counts(positions: np.ndarray) -> np.ndarray:
+            return np.searchsorted(positions, end) - np.searchsorted(positions, start)
+
+        # Chunks come in start order; when their ends are in order too (the splitters'
+        # output always is), the chunks holding a position form one index range, found per
+        # position: far cheaper than per chunk for the questions' (mostly rare) terms.
+        ordered = bool(np.all(end[1:] >= end[:-1]))
+
+        def term_counts(positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            if not ordered:
+                tf = counts(positions)
+                where = np.flatnonzero(tf)
+                return where, tf[where]
+            first = np.searchsorted(end, positions, side="right")
+            spread = np.maximum(np.searchsorted(start, positions, side="right") - first, 0)
+            total = int(spread.sum())
+            if total == len(positions):
+                holding = first
+            else:
+                steps = np.arange(total) - np.repeat(np.cumsum(spread) - spread, spread)
+                holding = np.repeat(first, spread) + steps
+            return np.unique(holding, return_counts=True)
+
+        lengths = counts(self.token_starts).astype(np.float64)
+        average = float(lengths.mean())
+        if average == 0:
+            return [np.empty(0, dtype=np.int64) for _ in items]
+        norm = _K1 * (1 - _B + _B * lengths / average)
+        weights: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        for term in set().union(*(item.terms for item in items)):
+            positions = self.term_starts.get(term)
+            if positions is None:
+                continue
+            where, tf = term_counts(positions)
+            if not len(where):
+                continue
+            df = len(where)
+            idf = math.log(1 + (n - df + 0.5) / (df + 0.5))
+            values = tf.astype(np.float64)
+            weights[term] = (where, idf * values / (values + norm[where]))
+        rankings = []
+        scores = np.zeros(n, dtype=np.float64)
+        for item in items:
+            scores.fill(0.0)
+            for term, multiplicity in item.terms.items():
+                if term in weights:
+                    where, values = weights[term]
+                    scores[where] += multiplicity * values
+            rankings.append(_top(scores, depth, positive_only=True))
+        return rankings
+
+
+def _top(scores: np.ndarray, depth: int, *, positive_only: bool) -> np.ndarray:
+    """Indices of the `depth` highest scores, best first; equal scores in index order."""
+    candidates = np.flatnonzero(scores > 0) if positive_only else np.arange(len(scores))
+    if not len(candidates) or depth <= 0:
+        return np.empty(0, dtype=np.int64)
+    values = scores[candidates]
+    if len(candidates) > depth:
+        # Everything tied with the depth-th score stays in, so ties break by index below.
+        threshold = np.partition(values, len(values) - depth)[len(values) - depth]
+        keep = values >= threshold
+        candidates, values = candidates[keep], values[keep]
+    order = np.lexsort((candidates, -values))[:depth]
+    return candidates[order].astype(np.int64)
+
+
+def _fuse(rankings: Iterable[np.ndarray], depth: int) -> np.ndarray:
+    """Reciprocal-rank fusion of rankings (score = sum of 1 / (60 + rank))."""
+    fused: dict[int, float] = {}
+    for ranking in rankings:
+        for rank, index in enumerate(ranking.tolist(), start=1):
+            fused[index] = fused.get(index, 0.0) + 1.0 / (_RRF_K + rank)
+    ordered = sorted(fused.items(), key=lambda pair: (-pair[1], pair[0]))[:depth]
+    return np.array([index for index, _ in ordered], dtype=np.int64)
+
+
+def _chunk_corpus(
+    texts: Mapping[str, str], doc_ids: Sequence[str], params: ChunkingParams, baseline: bool
+) -> _Chunking:
+    """Chunk every document; keep offsets only (one document's `Chunk`s live at a time)."""
+    docs, starts, ends = array("i"), array("q"), array("q")
+    for d, doc_id in enumerate(doc_ids):
+        chunks = chunk_text(
+            doc_id,
+            texts[doc_id],
+            chunk_size=params.chunk_size,
+            chunk_overlap=params.chunk_overlap,
+            splitter=params.splitter,
+        )
+        for chunk in chunks:
+            docs.append(d)
+            starts.append(chunk.start)
+            ends.append(chunk.end)
+    return _Chunking(
+        params=params,
+        doc=np.frombuffer(docs, dtype=np.int32),
+        start=np.frombuffer(starts, dtype=np.int64),
+        end=np.frombuffer(ends, dtype=np.int64),
+        baseline=baseline,
+    )
+
+
+def _prepare(
+    eval_items: Iterable[EvalItem],
+    lengths: Mapping[str, int],
+    stopwords: frozenset[str],
+) -> tuple[list[_Item], EvalSummary]:
+    """Gold spans clipped to their documents; questions left without any are dropped."""
+    summary = EvalSummary()
+    items = []
+    for item in eval_items:
+        gold = []
+        missing = empty = 0
+        for span in item.spans:
+            length = lengths.get(span.doc_id)
+            if length is None:
+                missing += 1
+                continue
+            start, end = max(0, span.start), min(span.end, length)
+            if start >= end:
+                empty += 1
+                continue
+            gold.append(TextRange(span.doc_id, start, end))
+        summary.spans_missing_document += missing
+        summary.spans_empty += empty
+        if not gold:
+            if not item.spans:
+                reason = "no source spans"
+            elif missing == len(item.spans):
+                reason = "its spans' documents are not among the swept documents"
+            else:
+                reason = "its spans hold no characters of their documents"
+            summary.dropped.append({"question_id": item.question_id, "reason": reason})
+            continue
+        summary.spans += len(gold)
+        items.append(
+            _Item(
+                item.question_id,
+                item.question,
+                Counter(_tokens(item.question, stopwords)),
+                gold,
+            )
+        )
+    summary.questions = len(items)
+    summary.questions_dropped = len(summary.dropped)
+    return items, summary
+
+
+def _rows(
+    chunking: _Chunking,
+    retriever: Retriever,
+    rankings: Sequence[np.ndarray],
+    items: Sequence[_Item],
+    top_ks: Sequence[int],
+    doc_ids: Sequence[str],
+) -> list[SettingRow]:
+    params = chunking.params
+    rows = []
+    for k in top_ks:
+        scores = []
+        for item, ranking in zip(items, rankings, strict=True):
+            retrieved = [
+                TextRange(doc_ids[chunking.doc[i]], int(chunking.start[i]), int(chunking.end[i]))
+                for i in ranking[:k].tolist()
+            ]
+            scores.append(score_retrieval(retrieved, item.gold))
+        metrics = aggregate(scores)
+        rows.append(
+            SettingRow(
+                chunk_size=params.chunk_size,
+                chunk_overlap=params.chunk_overlap,
+                overlap_fraction=round(params.chunk_overlap / params.chunk_size, 4),
+                splitter=params.splitter,
+                retriever=retriever,
+                top_k=k,
+                hit_rate=round(metrics["hit_rate"], 6),
+                mrr=round(metrics["mrr"], 6),
+                span_recall=round(metrics["span_recall"], 6),
+                context_chars=round(metrics["context_chars"], 2),
+                chunks=len(chunking),
+                baseline=chunking.baseline,
+            )
+        )
+    return rows
+
+
+def _normalized(matrix: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    norms[norms == 0] = 1.0
+    return matrix / norms
+
+
+def _embedding_ranks(queries: np.ndarray, chunks: np.ndarray, depth: int) -> list[np.ndarray]:
+    rankings: list[np.ndarray] = []
+    for block in range(0, len(queries), _QUERY_BLOCK):
+        similarity = queries[block : block + _QUERY_BLOCK] @ chunks.T
+        rankings.extend(_top(row, depth, positive_only=False) for row in similarity)
+    return rankings
+
+
+class _Budget:
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.started = time.perf_counter()
+        self.exhausted = False
+
+    @property
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started
+
+    def allows(self, more: float) -> bool:
+        """True when `more` seconds still fit; remembers when they did not."""
+        fits = self.elapsed + more <= self.seconds
+        self.exhausted |= not fits
+        return fits
+
+
+# --- the sweep ----------------------------------------------------------------------------
+
+
+def sweep(
+    documents: Mapping[str, str],
+    eval_items: Iterable[EvalItem],
+    *,
+    grid: SweepGrid | None = None,
+    embeddings: Embeddings | None = None,
+    language: str = "en",
+    time_budget_s: float = 120.0,
+    baseline: ChunkingParams | None = None,
+    tolerance: float = 0.005,
+    embed_batch_size: int = 64,
+) -> SweepResult:
+    """Try chunking x retrieval settings against gold spans and choose the best.
+
+    Args:
+        documents: Document id -> text; every document is chunked and searched (the other
+            documents are the distractors a real index would hold). A lazy mapping works:
+            each text is read once per chunking and once for tokenising.
+        eval_items: Questions with the source spans of their accepted answers.
+        grid: Settings to try (default `SweepGrid()`).
+        embeddings: A LangChain `Embeddings`; adds the `embedding` and `hybrid` retrievers.
+        language: ISO 639-1 code; English drops English stopwords, as `BM25Index` does.
+        time_budget_s: Wall-time budget; chunkings (and embedding passes) that would start
+            after it, or are projected to overrun it, are skipped and reported. At least one
+            chunking is always evaluated.
+        baseline: The chunking the run used, tried first and flagged in the table.
+        tolerance: See `choose`.
+        embed_batch_size: Chunks per `embed_documents` call.
+
+    Returns:
+        The result; `status` is "skipped" (with `reason`) when there is nothing to measure.
+
+    Raises:
+        ValueError: An argument is out of range.
+    """
+    grid = grid or SweepGrid()
+    if time_budget_s <= 0:
+        raise ValueError(f"time_budget_s must be positive, got {time_budget_s!r}")
+    if embed_batch_size < 1:
+        raise ValueError(f"embed_batch_size must be at least 1, got {embed_batch_size!r}")
+    budget = _Budget(time_budget_s)
+    timing = SweepTiming(budget_seconds=time_budget_s)
+    objective = OBJECTIVE.format(tolerance=tolerance)
+    doc_ids = list(documents)
+    lengths = {doc_id: len(documents[doc_id]) for doc_id in doc_ids}
+    stopwords = _stopwords(language)
+    items, summary = _prepare(eval_items, lengths, stopwords)
+    summary.documents, summary.chars = len(doc_ids), sum(lengths.values())
+    embeddings_name = type(embeddings).__name__ if embeddings is not None else None
+
+    def skipped(reason: str) -> SweepResult:
+        log.info("RAG sweep skipped: %s", reason)
+        timing.seconds = round(budget.elapsed, 3)
+        return SweepResult(
+            status="skipped",
+            reason=reason,
+            objective=objective,
+            embeddings=embeddings_name,
+            language=language,
+            evaluation=summary,
+            timing=timing,
+        )
+
+    if not any(documents[d] and not documents[d].isspace() for d in doc_ids):
+        return skipped("there is no document text to chunk")
+    if not items:
+        return skipped(
+            "no accepted question has source spans in the documents, so there is nothing "
+            "to measure retrieval against"
+        )
+
+    # Plan: retrievers, chunkings (baseline first), and the bound on settings.
+    skips: list[SkippedSetting] = []
+    wanted = list(dict.fromkeys(grid.retrievers or ["bm25", "embedding", "hybrid"]))
+    if embeddings is None:
+        unavailable = [r for r in wanted if r != "bm25"]
+        wanted = [r for r in wanted if r == "bm25"]
+    else:
+        unavailable = []
+    retrievers: list[Retriever] = [r for r in RETRIEVERS if r in wanted]  # type: ignore[misc]
+    top_ks = sorted(set(grid.top_k))
+    chunkings = grid.chunkings()
+    baseline_key = _key(baseline) if baseline is not None else None
+    if baseline is not None:
+        chunkings = [baseline, *(c for c in chunkings if _key(c) != baseline_key)]
+    per_chunking = len(retrievers) * len(top_ks)
+    if unavailable and grid.retrievers is not None:
+        skips.extend(
+            SkippedSetting(
+                **_key_dict(params),
+                retrievers=unavailable,  # type: ignore[arg-type]
+                settings=len(unavailable) * len(top_ks),
+                reason="no embeddings model was given",
+            )
+            for params in chunkings
+        )
+    if not retrievers:
+        return skipped("no retriever can run: embedding and hybrid need an embeddings model")
+    allowed = max(1, grid.max_settings // per_chunking)
+    for params in chunkings[allowed:]:
+        skips.append(
+            SkippedSetting(
+                **_key_dict(params),
+                retrievers=retrievers,
+                settings=per_chunking,
+                reason=f"over max_settings={grid.max_settings}",
+            )
+        )
+    chunkings = chunkings[:allowed]
+    planned = len(chunkings) * per_chunking
+
+    clock = time.perf_counter()
+    terms = set().union(*(item.terms for item in items))
+    lexicon = _Lexicon(documents, doc_ids, terms, stopwords)
+    timing.tokenize = time.perf_counter() - clock
+
+    lexical = "bm25" in retrievers or "hybrid" in retrievers
+    dense: list[Retriever] = [r for r in retrievers if r != "bm25"]
+    depth = max(top_ks) if "hybrid" not in retrievers else max(max(top_ks), _FUSION_DEPTH)
+    rows: list[SettingRow] = []
+    done: list[_Chunking] = []
+    last_seconds = 0.0
+    for position, params in enumerate(chunkings):
+        if done and not budget.allows(last_seconds):
+            skips.extend(
+                SkippedSetting(
+                    **_key_dict(rest),
+                    retrievers=retrievers,
+                    settings=per_chunking,
+                    reason=f"time budget of {time_budget_s:g} s reached",
+                )
+                for rest in chunkings[position:]
+            )
+            break
+        started = time.perf_counter()
+        chunking = _chunk_corpus(documents, doc_ids, params, _key(params) == baseline_key)
+        chunked = time.perf_counter()
+        timing.chunking += chunked - started
+        if lexical:
+            chunking.bm25 = lexicon.rank(chunking, items, depth)
+        ranked = time.perf_counter()
+        timing.bm25 += ranked - chunked
+        if "bm25" in retrievers:
+            rows.extend(_rows(chunking, "bm25", chunking.bm25, items, top_ks, doc_ids))
+        timing.scoring += time.perf_counter() - ranked
+        done.append(chunking)
+        last_seconds = time.perf_counter() - started
+        log.debug("RAG sweep: %s in %.2f s (%d chunks)", _key(params), last_seconds, len(chunking))
+
+    if dense and embeddings is not None:
+        rows.extend(
+            _embedding_pass(
+                embeddings,
+                documents,
+                doc_ids,
+                done,
+                rows,
+                items,
+                dense,
+                top_ks,
+                depth,
+                budget,
+                timing,
+                skips,
+                tolerance=tolerance,
+                batch_size=embed_batch_size,
+            )
+        )
+
+    chosen = choose(rows, tolerance=tolerance)
+    timing.budget_exhausted = budget.exhausted
+    timing.seconds = round(budget.elapsed, 3)
+    for name in ("tokenize", "chunking", "bm25", "embedding", "scoring"):
+        setattr(timing, name, round(getattr(timing, name), 3))
+    log.info(
+        "RAG sweep: %d settings in %.1f s, chose %s",
+        len(rows),
+        timing.seconds,
+        chosen and chosen.model_dump(include={"chunk_size", "chunk_overlap", "splitter"}),
+    )
+    return SweepResult(
+        status="done",
+        objective=objective,
+        chosen=chosen,
+        table=rows,
+        skipped=skips,
+        settings_planned=planned,
+        settings_evaluated=len(rows),
+        retrievers=retrievers,
+        embeddings=embeddings_name,
+        language=language,
+        evaluation=summary,
+        timing=timing,
+    )
+
+
+def _key_dict(params: ChunkingParams) -> dict[str, Any]:
+    return {
+        "chunk_size": params.chunk_size,
+        "chunk_overlap": params.chunk_overlap,
+        "splitter": params.splitter,
+    }
+
+
+def _embedding_pass(
+    embeddings: Embeddings,
+    texts: Mapping[str, str],
+    doc_ids: Sequence[str],
+    chunkings: list[_Chunking],
+    bm25_rows: Sequence[SettingRow],
+    items: Sequence[_Item],
+    dense: list[Retriever],
+    top_ks: Sequence[int],
+    depth: int,
+    budget: _Budget,
+    timing: SweepTiming,
+    skips: list[SkippedSetting],
+    *,
+    tolerance: float,
+    batch_size: int,
+) -> list[SettingRow]:
+    """Embedding and hybrid rows, most promising chunkings (by their BM25 rows) first."""
+    rows: list[SettingRow] = []
+    started = time.perf_counter()
+
+    def skip(chunking: _Chunking, reason: str) -> None:
+        skips.append(
+            SkippedSetting(
+                **_key_dict(chunking.params),
+                retrievers=dense,
+                settings=len(dense) * len(top_ks),
+                reason=reason,
+            )
+        )
+
+    try:
+        queries = _normalized(
+            np.asarray([embeddings.embed_query(item.question) for item in items], dtype=np.float32)
+        )
+    except Exception as exc:  # noqa: BLE001 - a failing model must not sink the sweep
+        log.warning("RAG sweep: embedding the questions failed: %s", exc)
+        for chunking in chunkings:
+            skip(chunking, f"embedding the questions failed: {exc}")
+        timing.embedding += time.perf_counter() - started
+        return rows
+    timing.embedding += time.perf_counter() - started
+
+    def promise(chunking: _Chunking) -> tuple[float, float, float]:
+        own = [r for r in bm25_rows if r.chunking == chunking.params]
+        best = choose(own, tolerance=tolerance)
+        return (-best.span_recall, -best.mrr, best.context_chars) if best else (0.0, 0.0, 0.0)
+
+    ordered = sorted(chunkings, key=promise)
+    chars_per_second: float | None = None
+    for position, chunking in enumerate(ordered):
+        sizes = (chunking.end - chunking.start).astype(np.int64)
+        total_chars = int(sizes.sum())
+        if chars_per_second and not budget.allows(total_chars / chars_per_second):
+            for rest in ordered[position:]:
+                skip(rest, "embedding it would overrun the time budget")
+            break
+        clock = time.perf_counter()
+        matrix: np.ndarray | None = None
+        done_chars = 0
+        failed: str | None = None
+        for lo in range(0, len(chunking), batch_size):
+            hi = min(lo + batch_size, len(chunking))
+            batch = [
+                texts[doc_ids[chunking.doc[i]]][chunking.start[i] : chunking.end[i]]
+                for i in range(lo, hi)
+            ]
+            try:
+                vectors = np.asarray(embeddings.embed_documents(batch), dtype=np.float32)
+            except Exception as exc:  # noqa: BLE001 - reported as a skip with its reason
+                failed = f"embedding failed: {exc}"
+                break
+            if matrix is None:
+                matrix = np.empty((len(chunking), vectors.shape[1]), dtype=np.float32)
+            matrix[lo:hi] = vectors
+            done_chars += int(sizes[lo:hi].sum())
+            spent = time.perf_counter() - clock
+            projected = spent * (total_chars - done_chars) / max(done_chars, 1)
+            if hi < len(chunking) and not budget.allows(projected):
+                failed = "embedding it would overrun the time budget"
+                break
+        spent = time.perf_counter() - clock
+        timing.embedding += spent
+        if done_chars and spent > 0:
+            chars_per_second = done_chars / spent
+        if failed or matrix is None:
+            skip(chunking, failed or "the chunking has no chunks")
+            if failed and failed.startswith("embedding failed"):
+                for rest in ordered[position + 1 :]:
+                    skip(rest, failed)
+                break
+            continue
+        clock = time.perf_counter()
+        ranked = _embedding_ranks(queries, _normalized(matrix), depth)
+        del matrix
+        if "embedding" in dense:
+            rows.extend(_rows(chunking, "embedding", ranked, items, top_ks, doc_ids))
+        if "hybrid" in dense:
+            fused = [
+                _fuse((lexical, semantic), depth)
+                for lexical, semantic in zip(chunking.bm25, ranked, strict=True)
+            ]
+            rows.extend(_rows(chunking, "hybrid", fused, items, top_ks, doc_ids))
+        timing.scoring += time.perf_counter() - clock
+    return rows
