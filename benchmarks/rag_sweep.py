@@ -193,6 +193,7 @@ def child(args: argparse.Namespace) -> None:
                 "settings": result.settings_evaluated,
                 "planned": result.settings_planned,
                 "skipped": sum(s.settings for s in result.skipped),
+                "skip_reasons": sorted({s.reason for s in result.skipped}),
                 "peak_rss_mb": round(peak_rss / 1024, 1),
                 "sweep_rss_mb": round((peak_rss - baseline_rss) / 1024, 1),
                 "traced_peak_mb": round(traced / 2**20, 1) if traced is not None else None,
@@ -254,6 +255,8 @@ def main() -> None:
             f"peak RSS {row['peak_rss_mb']} MB (+{row['sweep_rss_mb']} MB in the sweep)"
             + (f", traced peak {row['traced_peak_mb']} MB" if row["traced_peak_mb"] else "")
         )
+        for reason in row["skip_reasons"]:
+            print(f"    skipped: {reason}")
         print(
             f"    chose {chosen.get('splitter')} {chosen.get('chunk_size')}/"
             f"{chosen.get('chunk_overlap')} {chosen.get('retriever')} k={chosen.get('top_k')}: "

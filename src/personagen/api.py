@@ -41,7 +41,12 @@ class RunResult:
     pairs: dict[str, QAPair] = field(default_factory=dict)
     events: list[Event] = field(default_factory=list)
     tokens: int = 0
+    """Tokens the run has spent, over every process that worked on it."""
+    spent: int = 0
+    """Tokens spent by the run so far as the budget counts them (includes unsaved work)."""
     reason: str | None = None
+    interrupt: Any = None
+    """What a review hook is waiting for, when the status is `waiting_for_review`."""
 
     @property
     def accepted(self) -> list[QAPair]:
@@ -87,31 +92,40 @@ class _Session:
     embeddings: Embeddings | None
     progress: ProgressFn | None
 
-    def context(self, spec: RunSpec, *, spent: int, max_tokens: int | None) -> Any:
+    def context(self, run_id: str, spec: RunSpec, *, max_tokens: int | None) -> Any:
         from personagen.data.chunk_store import ChunkStore
         from personagen.graph.context import RunContext
         from personagen.llm.factory import make_llm_client
-        from personagen.llm.usage import UsageRecorder
+        from personagen.llm.usage import UsageLog, UsageRecorder
 
         self.state_dir.mkdir(parents=True, exist_ok=True)
         client = make_llm_client(
             spec.llm, seed=spec.run.seed, chat_model=self.chat_model, embeddings=self.embeddings
         )
+        if spec.run.cache:
+            from personagen.llm.cache import with_response_cache
+
+            client.chat = with_response_cache(client.chat, self.state_dir / "llm_cache.sqlite")
+        log = UsageLog(self.state_dir / "usage.sqlite")
+        spent = log.totals(run_id)["total_tokens"]
         return RunContext(
             llm=client,
             store=ChunkStore(self.state_dir / "chunks.sqlite"),
             out_dir=self.out_dir,
-            recorder=UsageRecorder(budget=max_tokens, spent=spent),
+            recorder=UsageRecorder(
+                budget=max_tokens, spent=spent, sink=lambda call: log.append(run_id, call)
+            ),
+            usage_log=log,
             max_concurrency=spec.run.max_concurrency,
         )
 
     async def drive(
-        self, run_id: str, spec: RunSpec, graph_input: Any, *, spent: int, max_tokens: int | None
+        self, run_id: str, spec: RunSpec, graph_input: Any, *, max_tokens: int | None
     ) -> RunResult:
         from personagen.graph.builder import build_graph
         from personagen.graph.checkpoint import default_checkpoint_path, open_checkpointer
 
-        context = self.context(spec, spent=spent, max_tokens=max_tokens)
+        context = self.context(run_id, spec, max_tokens=max_tokens)
         config: dict[str, Any] = {
             "configurable": {"thread_id": run_id},
             "callbacks": [context.recorder],
@@ -134,6 +148,8 @@ class _Session:
                 snapshot = await graph.aget_state(config)
         finally:
             context.store.close()
+            totals = context.usage_log.totals(run_id)
+            context.usage_log.close()
         values = snapshot.values
         if status == "running":
             status = values.get("status", "running") if not snapshot.next else "interrupted"
@@ -145,7 +161,8 @@ class _Session:
             reports=list(values.get("reports", [])),
             pairs=dict(values.get("pairs", {})),
             events=list(values.get("events", [])),
-            tokens=sum(c.input_tokens + c.output_tokens for c in values.get("llm_calls", [])),
+            tokens=totals["total_tokens"],
+            spent=context.recorder.spent,
             reason=reason,
         )
 
@@ -182,7 +199,6 @@ async def arun(
         rid,
         resolved,
         {"spec": resolved, "run_id": rid},
-        spent=0,
         max_tokens=max_tokens if max_tokens is not None else resolved.run.max_tokens,
     )
 
@@ -214,10 +230,9 @@ async def aresume(
     if not snapshot.values:
         raise RunNotFound(f"no checkpoint for run {run_id!r} in {target}")
     spec: RunSpec = snapshot.values["spec"]
-    spent = sum(c.input_tokens + c.output_tokens for c in snapshot.values.get("llm_calls", []))
     session = _Session(Path(out_dir), Path(state_dir), checkpoint, chat_model, embeddings, progress)
     budget = max_tokens if max_tokens is not None else spec.run.max_tokens
-    return await session.drive(run_id, spec, None, spent=spent, max_tokens=budget)
+    return await session.drive(run_id, spec, None, max_tokens=budget)
 
 
 def resume(run_id: str, **kwargs: Any) -> RunResult:

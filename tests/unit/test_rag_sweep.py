@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -326,6 +327,25 @@ def test_failing_embeddings_are_reported_not_raised() -> None:
     assert {r.retriever for r in result.table} == {"bm25"}
     assert len(result.skipped) == 2
     assert all("model offline" in s.reason for s in result.skipped)
+
+
+class SlowEmbeddings(FakeEmbeddings):
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        time.sleep(0.2)
+        return super().embed_documents(texts)
+
+
+def test_embedding_that_would_overrun_the_budget_is_abandoned() -> None:
+    documents, items = facts_corpus(40)
+    grid = SweepGrid(chunk_sizes=[256], overlap_fractions=[0], splitters=["recursive"])
+    result = sweep(
+        documents, items, grid=grid, embeddings=SlowEmbeddings(), embed_batch_size=1,
+        time_budget_s=0.6,
+    )  # fmt: skip
+    assert result.status == "done" and result.chosen is not None
+    assert {r.retriever for r in result.table} == {"bm25"}
+    assert [s.reason for s in result.skipped] == ["embedding it would overrun the time budget"]
+    assert result.timing.seconds < 0.6
 
 
 def test_max_settings_bounds_the_grid() -> None:

@@ -100,7 +100,8 @@ _K1, _B = 1.5, 0.75
 _RRF_K = 60
 # Depth of each ranking fused by `hybrid` (and so retrieved when hybrid is swept).
 _FUSION_DEPTH = 50
-_QUERY_BLOCK = 256  # questions scored against an embedding matrix at once
+_QUERY_BLOCK = 64  # questions scored against an embedding matrix at once
+_PROBE_BATCH = 8  # chunks in the first embedding batch of a chunking
 
 
 # --- models -----------------------------------------------------------------------------
@@ -574,10 +575,12 @@ def _rows(
     return rows
 
 
-def _normalized(matrix: np.ndarray) -> np.ndarray:
+def _normalize(matrix: np.ndarray) -> np.ndarray:
+    """Scale rows to unit length in place (zero rows stay zero); return the matrix."""
     norms = np.linalg.norm(matrix, axis=1, keepdims=True)
     norms[norms == 0] = 1.0
-    return matrix / norms
+    matrix /= norms
+    return matrix
 
 
 def _embedding_ranks(queries: np.ndarray, chunks: np.ndarray, depth: int) -> list[np.ndarray]:
@@ -843,17 +846,24 @@ def _embedding_pass(
             )
         )
 
+    query_vectors: list[list[float]] = []
+    failed: str | None = None
     try:
-        queries = _normalized(
-            np.asarray([embeddings.embed_query(item.question) for item in items], dtype=np.float32)
-        )
+        for item in items:
+            query_vectors.append(embeddings.embed_query(item.question))
+            if not budget.allows(0.0):
+                failed = "embedding the questions used up the time budget"
+                break
     except Exception as exc:  # noqa: BLE001 - a failing model must not sink the sweep
         log.warning("RAG sweep: embedding the questions failed: %s", exc)
-        for chunking in chunkings:
-            skip(chunking, f"embedding the questions failed: {exc}")
-        timing.embedding += time.perf_counter() - started
-        return rows
+        failed = f"embedding the questions failed: {exc}"
     timing.embedding += time.perf_counter() - started
+    if failed:
+        for chunking in chunkings:
+            skip(chunking, failed)
+        return rows
+    queries = _normalize(np.asarray(query_vectors, dtype=np.float32))
+    del query_vectors
 
     def promise(chunking: _Chunking) -> tuple[float, float, float]:
         own = [r for r in bm25_rows if r.chunking == chunking.params]
@@ -863,6 +873,9 @@ def _embedding_pass(
     ordered = sorted(chunkings, key=promise)
     chars_per_second: float | None = None
     for position, chunking in enumerate(ordered):
+        if not len(chunking):
+            skip(chunking, "the chunking has no chunks")
+            continue
         sizes = (chunking.end - chunking.start).astype(np.int64)
         total_chars = int(sizes.sum())
         if chars_per_second and not budget.allows(total_chars / chars_per_second):
@@ -872,9 +885,10 @@ def _embedding_pass(
         clock = time.perf_counter()
         matrix: np.ndarray | None = None
         done_chars = 0
-        failed: str | None = None
-        for lo in range(0, len(chunking), batch_size):
-            hi = min(lo + batch_size, len(chunking))
+        failed = None
+        # A small first batch measures the model's speed before a whole batch is spent.
+        bounds = [0, *range(min(_PROBE_BATCH, batch_size), len(chunking), batch_size)]
+        for lo, hi in zip(bounds, [*bounds[1:], len(chunking)], strict=True):
             batch = [
                 texts[doc_ids[chunking.doc[i]]][chunking.start[i] : chunking.end[i]]
                 for i in range(lo, hi)
@@ -898,14 +912,14 @@ def _embedding_pass(
         if done_chars and spent > 0:
             chars_per_second = done_chars / spent
         if failed or matrix is None:
-            skip(chunking, failed or "the chunking has no chunks")
+            skip(chunking, failed or "no embeddings came back")
             if failed and failed.startswith("embedding failed"):
                 for rest in ordered[position + 1 :]:
                     skip(rest, failed)
                 break
             continue
         clock = time.perf_counter()
-        ranked = _embedding_ranks(queries, _normalized(matrix), depth)
+        ranked = _embedding_ranks(queries, _normalize(matrix), depth)
         del matrix
         if "embedding" in dense:
             rows.extend(_rows(chunking, "embedding", ranked, items, top_ks, doc_ids))

@@ -18,7 +18,8 @@ from typing import Any
 from langchain_core.embeddings import Embeddings
 from langchain_core.messages import HumanMessage
 
-from personagen.llm.client import LLMClient
+from personagen.errors import BudgetExhausted
+from personagen.llm.client import LLMClient, is_transient
 
 RAGAS_METRICS = ("faithfulness", "answer_relevancy", "context_precision")
 
@@ -108,6 +109,8 @@ class RagasJudge:
         try:
             result = await implementation.ascore(**kwargs)
         except Exception as exc:  # noqa: BLE001 - reported per item, never dropped
+            if isinstance(exc, BudgetExhausted) or is_transient(exc):
+                raise  # the run stops (resumable) rather than failing every item
             return MetricScore(None, f"{metric} could not be computed: {exc}")
         value = float(result.value)
         if math.isnan(value):

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from personagen.llm.client import LLMClient
-from personagen.llm.usage import UsageRecorder
+from personagen.llm.usage import UsageLog, UsageRecorder
 
 if TYPE_CHECKING:
     from personagen.data.chunk_store import ChunkStore
@@ -33,6 +33,8 @@ class RunContext:
     """Where output bundles are written (`<out_dir>/<run_id>/`)."""
     recorder: UsageRecorder = field(default_factory=UsageRecorder)
     """Callback accounting every model call; enforces the token budget."""
+    usage_log: UsageLog | None = None
+    """Durable log of every call (what was really spent, including lost work)."""
     max_concurrency: int = 4
     """Model calls in flight at once within a node."""
     _indexes: dict[tuple[Any, ...], tuple[list[Chunk], BM25Index]] = field(

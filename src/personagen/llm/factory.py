@@ -41,7 +41,8 @@ def make_llm_client(
         method: StructuredMethod = (
             "native" if settings.structured_output == "auto" else _explicit(settings)
         )
-        if isinstance(chat_model, FakeChatModel):
+        fake = isinstance(chat_model, FakeChatModel)
+        if fake:
             method = "native"
         return LLMClient(
             chat=chat_model,
@@ -50,6 +51,9 @@ def make_llm_client(
             small_model=settings.provider == "embedded",
             max_retries=settings.max_retries,
             embeddings=embeddings or FakeEmbeddings(),
+            # A fake model's simulated faults need no real backoff.
+            backoff_initial=0.01 if fake else 1.0,
+            backoff_max=0.05 if fake else 30.0,
         )
     if settings.provider == "fake":
         return LLMClient(

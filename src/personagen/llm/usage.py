@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -65,9 +66,16 @@ class UsageRecorder(BaseCallbackHandler):
     raise_error = True  # a BudgetExhausted raised here must stop the call
     run_inline = True
 
-    def __init__(self, *, budget: int | None = None, spent: int = 0) -> None:
+    def __init__(
+        self,
+        *,
+        budget: int | None = None,
+        spent: int = 0,
+        sink: Callable[[LLMCall], None] | None = None,
+    ) -> None:
         self.budget = budget
         self.spent = spent  # tokens spent by this run, including earlier processes
+        self.sink = sink  # durable log of every call (see UsageLog)
         self.calls: list[LLMCall] = []
         self._started: dict[UUID, tuple[float, str | None, str]] = {}
         self._lock = threading.Lock()
@@ -126,6 +134,8 @@ class UsageRecorder(BaseCallbackHandler):
         with self._lock:
             self.spent += call.input_tokens + call.output_tokens
             self.calls.append(call)
+        if self.sink is not None:
+            self.sink(call)
         scope = current_scope()
         if scope is not None:
             scope.add(call)
@@ -134,3 +144,66 @@ class UsageRecorder(BaseCallbackHandler):
         """Forget the failed call's start (retries are counted by the client)."""
         with self._lock:
             self._started.pop(run_id, None)
+
+
+class UsageLog:
+    """An append-only, durable log of every model call of every run (SQLite).
+
+    The state records calls with the node that saved them; a node that fails (budget, crash)
+    loses its update but its tokens were still spent. This log keeps them, so budgets and
+    the bundle's token totals count what was really spent, across processes.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        import sqlite3
+
+        self._lock = threading.Lock()
+        if str(path) != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS llm_calls (run_id TEXT NOT NULL, node TEXT, model TEXT,"
+            " input_tokens INTEGER, output_tokens INTEGER, seconds REAL, cached INTEGER,"
+            " at REAL)"
+        )
+        self._db.execute("CREATE INDEX IF NOT EXISTS llm_calls_run ON llm_calls (run_id)")
+
+    def append(self, run_id: str, call: LLMCall) -> None:
+        """Record one finished call."""
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO llm_calls VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    run_id,
+                    call.node,
+                    call.model,
+                    call.input_tokens,
+                    call.output_tokens,
+                    call.seconds,
+                    int(call.cached),
+                    time.time(),
+                ),
+            )
+
+    def totals(self, run_id: str) -> dict[str, int]:
+        """Calls, tokens and cache hits spent by a run so far."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT COUNT(*), COALESCE(SUM(input_tokens), 0), COALESCE(SUM(output_tokens), 0),"
+                " COALESCE(SUM(cached), 0) FROM llm_calls WHERE run_id = ?",
+                (run_id,),
+            ).fetchone()
+        calls, input_tokens, output_tokens, hits = (int(v) for v in row)
+        return {
+            "llm_calls": calls,
+            "input_tokens": input_tokens,
+            "output_tokens": output_tokens,
+            "total_tokens": input_tokens + output_tokens,
+            "cache_hits": hits,
+        }
+
+    def close(self) -> None:
+        """Close the database."""
+        with self._lock:
+            self._db.close()

@@ -10,7 +10,7 @@ from typing import Any
 
 from langgraph.runtime import Runtime
 
-from personagen.errors import LLMError
+from personagen.errors import StructuredOutputError
 from personagen.evaluators.grounding import ground_quotes
 from personagen.graph.context import RunContext
 from personagen.nodes._common import prompt_vars
@@ -62,7 +62,7 @@ async def answer(task: AnswerTask, runtime: Runtime[RunContext]) -> dict[str, An
     try:
         async with ctx.semaphore:
             out = await ctx.llm.structured(messages, AnswerOut)
-    except LLMError as exc:
+    except StructuredOutputError as exc:
         update |= {"status": "failing", "error": str(exc), "feedback": [f"answering failed: {exc}"]}
         return {"pairs": {pair.id: pair.model_copy(update=update)}}
     answer_text = out.answer.strip()

@@ -15,7 +15,7 @@ from typing import Any
 
 from langgraph.runtime import Runtime
 
-from personagen.errors import LLMError
+from personagen.errors import StructuredOutputError
 from personagen.evaluators.checks import check_item, is_llm_rule
 from personagen.evaluators.language import is_language
 from personagen.evaluators.topic import check_topic_rule
@@ -23,7 +23,7 @@ from personagen.graph.context import RunContext
 from personagen.nodes._instrument import instrumented
 from personagen.state.graph import State
 from personagen.state.items import QAPair
-from personagen.state.metadata import Event, IterationReport
+from personagen.state.metadata import IterationReport
 from personagen.state.results import Violation
 
 NOT_ANSWERABLE = "the data does not answer this question"
@@ -46,7 +46,7 @@ async def _violations(pair: QAPair, state: State, runtime: Runtime[RunContext]) 
     async with runtime.context.semaphore:
         results = await asyncio.gather(*checks, return_exceptions=True)
     for result in results:
-        if isinstance(result, LLMError):
+        if isinstance(result, StructuredOutputError):
             found.append(
                 Violation(
                     rule="topic",
@@ -151,9 +151,4 @@ async def check_constraints(state: State, runtime: Runtime[RunContext]) -> dict[
         state["iteration"],
         int(min_accepted) if min_accepted is not None else None,
     )
-    events = [
-        Event(level="warning", stage="answer", message=f"answering failed: {p.error}", item=p.id)
-        for p in updated.values()
-        if p.error
-    ]
-    return {"pairs": updated, "reports": [report], "events": events}
+    return {"pairs": updated, "reports": [report]}

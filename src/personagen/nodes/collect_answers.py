@@ -30,6 +30,11 @@ async def collect_answers(state: State, runtime: Runtime[RunContext]) -> dict[st
         for p in fresh
         if p.unmatched_quotes
     ]
+    events += [
+        Event(level="warning", stage="answer", message=f"answering failed: {p.error}", item=p.id)
+        for p in state["pairs"].values()
+        if p.iteration == iteration and p.error and p.status == "failing"
+    ]
     _emit(
         {
             "stage": "answer",

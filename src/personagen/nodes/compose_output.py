@@ -49,8 +49,13 @@ async def compose_output(state: State, runtime: Runtime[RunContext]) -> dict[str
     statuses = Counter(p.status for p in pairs.values())
     metadata = base_metadata(dict(state), model_name=ctx.llm.model_name) | {
         "status": "done",
-        "usage": usage_summary(state.get("llm_calls", []), state.get("stages", [])),
+        "usage": usage_summary(
+            state.get("llm_calls", []),
+            state.get("stages", []),
+            spent=ctx.usage_log.totals(state["run_id"]) if ctx.usage_log else None,
+        ),
         "stages": [s.model_dump() for s in state.get("stages", [])],
+        "llm_calls": [c.model_dump() for c in state.get("llm_calls", [])],
         "scores_per_iteration": [r.model_dump() for r in reports],
         "final_scores": reports[-1].scores if reports else {},
         "baseline": goal.baseline,

@@ -7,7 +7,7 @@ from typing import Any
 
 from langgraph.runtime import Runtime
 
-from personagen.errors import LLMError
+from personagen.errors import StructuredOutputError
 from personagen.graph.context import RunContext
 from personagen.nodes._instrument import instrumented
 from personagen.prompts.library import render, shared_prompt
@@ -33,7 +33,7 @@ async def compose_persona(state: State, runtime: Runtime[RunContext]) -> dict[st
         )
         try:
             inferred = await llm.structured(messages, PersonaProfileOut)
-        except LLMError as exc:
+        except StructuredOutputError as exc:
             events.append(
                 Event(
                     level="warning",

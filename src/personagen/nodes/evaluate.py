@@ -7,7 +7,7 @@ from typing import Any
 
 from langgraph.runtime import Runtime
 
-from personagen.errors import LLMError
+from personagen.errors import StructuredOutputError
 from personagen.evaluators.persona_fit import judge_persona_fit
 from personagen.evaluators.ragas_metrics import RAGAS_METRICS, MetricScore, RagasJudge
 from personagen.graph.context import RunContext
@@ -40,7 +40,7 @@ async def evaluate(task: JudgeTask, runtime: Runtime[RunContext]) -> dict[str, A
                 value, question_fit, reason = await judge_persona_fit(
                     ctx.llm, goal, persona, question=pair.question, answer=pair.answer
                 )
-            except LLMError as exc:
+            except StructuredOutputError as exc:
                 return MetricScore(None, f"persona_fit could not be judged: {exc}")
             question_fits[pair.id] = question_fit
             return MetricScore(value, reason)

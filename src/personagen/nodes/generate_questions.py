@@ -12,7 +12,7 @@ from typing import Any
 
 from langgraph.runtime import Runtime
 
-from personagen.errors import LLMError
+from personagen.errors import StructuredOutputError
 from personagen.evaluators.dedup import dedupe
 from personagen.graph.context import RunContext
 from personagen.nodes._common import pair_id, prompt_vars
@@ -89,7 +89,7 @@ async def generate_questions(state: State, runtime: Runtime[RunContext]) -> dict
         avoid = [texts[i] for i in kept]
         results = await asyncio.gather(*(ask(e, avoid) for e in batch), return_exceptions=True)
         for excerpt, result in zip(batch, results, strict=True):
-            if isinstance(result, LLMError):
+            if isinstance(result, StructuredOutputError):
                 events.append(
                     Event(
                         level="warning",

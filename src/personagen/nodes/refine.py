@@ -13,7 +13,7 @@ from typing import Any
 
 from langgraph.runtime import Runtime
 
-from personagen.errors import LLMError
+from personagen.errors import StructuredOutputError
 from personagen.evaluators.dedup import near_duplicates
 from personagen.graph.context import RunContext
 from personagen.nodes._common import prompt_vars, seed_excerpt
@@ -91,7 +91,7 @@ async def refine(state: State, runtime: Runtime[RunContext]) -> dict[str, Any]:
             "status": "pending",
         }
         new_question = replacements.get(pair.id)
-        if isinstance(new_question, BaseException) and not isinstance(new_question, LLMError):
+        if isinstance(new_question, BaseException) and not isinstance(new_question, StructuredOutputError):
             raise new_question
         if isinstance(new_question, str) and new_question:
             duplicate = near_duplicates([*taken, new_question], threshold=threshold)
@@ -123,7 +123,7 @@ async def refine(state: State, runtime: Runtime[RunContext]) -> dict[str, Any]:
                 }
             )
             continue
-        if isinstance(new_question, LLMError):
+        if isinstance(new_question, StructuredOutputError):
             events.append(
                 Event(
                     level="warning",

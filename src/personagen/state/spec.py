@@ -265,6 +265,9 @@ class RunOptions(_Strict):
     max_concurrency: int = Field(4, ge=1, le=256, description="Parallel LLM tasks at most.")
     max_tokens: PositiveInt | None = Field(None, description="Token budget for the whole run.")
     seed: int = Field(0, description="Seed for sampling, where the model supports one.")
+    cache: bool = Field(
+        True, description="Cache model responses on disk: a rerun of the same inputs is free."
+    )
 
     @field_validator("review")
     @classmethod

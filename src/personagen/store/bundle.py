@@ -100,8 +100,14 @@ def finetune_row(pair: QAPair, system_prompt: str) -> dict[str, Any]:
     }
 
 
-def usage_summary(calls: list[LLMCall], stages: list[StageRun]) -> dict[str, Any]:
-    """Tokens, calls and seconds per node, per model and per iteration."""
+def usage_summary(
+    calls: list[LLMCall], stages: list[StageRun], *, spent: dict[str, int] | None = None
+) -> dict[str, Any]:
+    """Tokens, calls and seconds per node, per model and per iteration.
+
+    `totals` is what was really spent (`spent`, from the durable usage log, which also counts
+    work lost to a crash or a budget stop); the breakdowns cover the work that was saved.
+    """
     per_node: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     for stage in stages:
         row = per_node[stage.node]
@@ -137,13 +143,16 @@ def usage_summary(calls: list[LLMCall], stages: list[StageRun]) -> dict[str, Any
             for k, row in table.items()
         }
 
+    totals = spent or {
+        "llm_calls": len(calls),
+        "input_tokens": sum(c.input_tokens for c in calls),
+        "output_tokens": sum(c.output_tokens for c in calls),
+        "total_tokens": sum(c.input_tokens + c.output_tokens for c in calls),
+        "cache_hits": sum(c.cached for c in calls),
+    }
     return {
         "totals": {
-            "llm_calls": len(calls),
-            "input_tokens": sum(c.input_tokens for c in calls),
-            "output_tokens": sum(c.output_tokens for c in calls),
-            "total_tokens": sum(c.input_tokens + c.output_tokens for c in calls),
-            "cache_hits": sum(c.cached for c in calls),
+            **totals,
             "retries": sum(s.retries for s in stages),
             "repairs": sum(s.repairs for s in stages),
         },

@@ -1,0 +1,34 @@
+"""The on-disk response cache: a rerun of the same inputs costs zero tokens.
+
+LangChain's SQLite cache keyed by the prompt and the model's parameters (model name,
+temperature, bound schema, ...). Hits are marked so accounting can count them and charge
+no tokens for them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from langchain_core.language_models import BaseChatModel
+
+
+def _cache_class() -> type:
+    from langchain_community.cache import SQLiteCache
+
+    class MarkingSQLiteCache(SQLiteCache):  # type: ignore[misc]
+        """SQLiteCache whose hits carry `generation_info["cached"] = True`."""
+
+        def lookup(self, prompt: str, llm_string: str) -> Any:
+            found = super().lookup(prompt, llm_string)
+            for generation in found or []:
+                generation.generation_info = {**(generation.generation_info or {}), "cached": True}
+            return found
+
+    return MarkingSQLiteCache
+
+
+def with_response_cache(chat: BaseChatModel, path: Path) -> BaseChatModel:
+    """A copy of `chat` whose responses are cached in the SQLite file at `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return chat.model_copy(update={"cache": _cache_class()(str(path))})
