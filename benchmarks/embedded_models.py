@@ -289,8 +289,11 @@ def is_verbatim(quote: str, context: str) -> bool:
 class StyleRun:
     """All calls of one prompt style on one model, with their counters."""
 
-    def __init__(self, gguf: str, style: str, native_format: str, samples: dict[str, Any]):
+    def __init__(
+        self, gguf: str, style: str, native_format: str, samples: dict[str, Any], threads: int
+    ):
         self.gguf = gguf
+        self.threads = threads
         self.style = style
         self.chat_format = "completion" if style == "completion" else native_format
         self.samples = samples
@@ -314,17 +317,18 @@ class StyleRun:
         import llama_cpp
 
         from personagen.errors import StructuredOutputError
-        from personagen.llm.embedded import EmbeddedChatModel, _cpu_threads, _shared_llama
+        from personagen.llm.embedded import EmbeddedChatModel, _shared_llama
 
         model = EmbeddedChatModel(
             model_path=self.gguf,
             chat_format=self.chat_format,
+            n_threads=self.threads,
             max_tokens=400,
             temperature=0.2,
             seed=seed,
         )
         runnable = model.with_structured_output(schema, include_raw=True)
-        ctx = _shared_llama(self.gguf, model.n_ctx, _cpu_threads()).llama.ctx
+        ctx = _shared_llama(self.gguf, model.n_ctx, self.threads).llama.ctx
         llama_cpp.llama_perf_context_reset(ctx)
         started = time.perf_counter()
         out = runnable.invoke(messages)
@@ -359,13 +363,13 @@ class StyleRun:
         row["real"] += len(real)
         row["distinct_real"] += len({normalize(t).lower() for t in real})
 
-    def answer(self, task: str, question: str, expected: bool) -> None:
+    def answer(self, task: str, question: str, expected: bool, seed: int) -> None:
         context = f"{PASSAGE_1} {PASSAGE_2}"
         schema = GroundedAnswer if task == "answer" else enum_answer_model(context)
         messages = build_messages(
             self.style, "answer", question=question, passage_1=PASSAGE_1, passage_2=PASSAGE_2
         )
-        parsed = self.call(task, schema, messages, seed=0)
+        parsed = self.call(task, schema, messages, seed=seed)
         if parsed is None:
             return
         row = self.stats[task]
@@ -376,25 +380,60 @@ class StyleRun:
         row["answerable_ok"] += int(parsed.answerable == expected)
 
 
-def run_worker(model_key: str, gguf: str, trials: int, styles: list[str]) -> dict[str, Any]:
+def raw_speed(gguf: str, threads: int) -> dict[str, float]:
+    """Prompt and generation speed without and with a JSON-schema grammar (64 tokens)."""
+    from personagen.llm.embedded import EmbeddedChatModel
+
+    model = EmbeddedChatModel(
+        model_path=gguf, n_threads=threads, chat_format="completion", temperature=0.0
+    )
+    prompt = f"Document: {EXCERPT}\n\nQuestions a first-time home buyer would ask:\n"
+    speeds: dict[str, float] = {}
+    for label, runnable in (
+        ("free", model.bind(max_tokens=64, stop=[])),
+        (
+            "grammar",
+            model.bind(
+                max_tokens=64,
+                response_format={
+                    "type": "json_object",
+                    "schema": {"type": "array", "items": {"type": "string", "maxLength": 400}},
+                },
+            ),
+        ),
+    ):
+        started = time.perf_counter()
+        reply = runnable.invoke(prompt + f" ({label})")  # a new suffix: no full cache hit
+        elapsed = time.perf_counter() - started
+        usage = reply.usage_metadata or {}
+        speeds[f"{label}_tok_s"] = round(usage.get("output_tokens", 0) / elapsed, 1)
+    return speeds
+
+
+def run_worker(
+    model_key: str, gguf: str, trials: int, styles: list[str], threads: int
+) -> dict[str, Any]:
     from personagen.llm.embedded import EmbeddedChatModel
 
     native = "gemma" if model_key == "gemma3-270m" else "chatml"
     results: dict[str, Any] = {"model": model_key, "gguf": os.path.basename(gguf), "rows": []}
     load_started = time.perf_counter()
-    EmbeddedChatModel(model_path=gguf, max_tokens=1).invoke("Hello")
+    EmbeddedChatModel(model_path=gguf, n_threads=threads, max_tokens=1).invoke("Hello")
     results["load_seconds"] = round(time.perf_counter() - load_started, 2)
+    results["load_avg_start"] = round(os.getloadavg()[0], 1)
+    results.update(raw_speed(gguf, threads))
     samples: dict[str, Any] = {}
     for style in styles:
-        run = StyleRun(gguf, style, native, samples)
+        run = StyleRun(gguf, style, native, samples, threads)
         # Interleave the tasks, as a pipeline would (so few-shot prefixes are not all cached).
         for trial in range(trials):
             run.questions(seed=trial)
             question, expected = QA_ITEMS[trial % len(QA_ITEMS)]
-            run.answer("answer", question, expected)
-            run.answer("answer-enum", question, expected)
+            run.answer("answer", question, expected, seed=trial)
+            run.answer("answer-enum", question, expected, seed=trial)
         for task, row in run.stats.items():
             results["rows"].append({"style": style, "task": task, **row})
+    results["load_avg_end"] = round(os.getloadavg()[0], 1)
     results["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     results["samples"] = samples
     return results
@@ -446,9 +485,21 @@ def print_table(all_results: list[dict[str, Any]]) -> None:
             )
         print(
             f"{result['model']}: peak RSS {result['peak_rss_mb']} MB, "
-            f"load + first call {result['load_seconds']} s"
+            f"load + first call {result['load_seconds']} s, "
+            f"64-token generation {result['free_tok_s']} tok/s free, "
+            f"{result['grammar_tok_s']} tok/s under a JSON grammar, "
+            f"load average {result['load_avg_start']} -> {result['load_avg_end']}"
         )
         print()
+    print(
+        "fail: parse failures (StructuredOutputError). questions: real = ends with '?', shares "
+        ">= 2 content words\nwith the excerpt, not copied from the example; distinct = real "
+        "ones without repeats (per call).\nanswer: verbatim = quotes found word for word in "
+        "the context (distinct per call in brackets);\nans = `answerable` as expected (2 of "
+        "3 questions are answerable). s/call includes prompt\nevaluation; pp t/s = prompt "
+        "tokens evaluated per second (0: prompt fully cached); gen t/s = output\ntokens per "
+        "second of the rest of the call (sampling + grammar + decode)."
+    )
 
 
 def main() -> None:
@@ -461,13 +512,17 @@ def main() -> None:
     parser.add_argument("--models", default="gemma3-270m,smollm2-135m", help="Comma-separated.")
     parser.add_argument("--json", help="Write all results (with output samples) here.")
     parser.add_argument("--samples", action="store_true", help="Print output samples.")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="llama.cpp threads (1 is fastest on a busy box)."
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--gguf", help=argparse.SUPPRESS)
     args = parser.parse_args()
     styles = [s for s in args.styles.split(",") if s]
 
     if args.worker:
-        print(json.dumps(run_worker(args.worker, args.gguf, args.trials, styles)))
+        result = run_worker(args.worker, args.gguf, args.trials, styles, args.threads)
+        print(json.dumps(result))
         return
 
     from personagen.llm.embedded import default_model_path
@@ -482,12 +537,16 @@ def main() -> None:
         print(f"running {key} ({gguf}) ...", file=sys.stderr, flush=True)
         command = [sys.executable, __file__, "--worker", key, "--gguf", gguf]
         command += ["--trials", str(args.trials), "--styles", ",".join(styles)]
+        command += ["--threads", str(args.threads)]
         done = subprocess.run(command, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             print(done.stderr[-3000:], file=sys.stderr)
             continue
         all_results.append(json.loads(done.stdout.strip().splitlines()[-1]))
-    print(f"cpu threads: {len(os.sched_getaffinity(0))}, trials per task and style: {args.trials}")
+    print(
+        f"CPUs: {len(os.sched_getaffinity(0))}, llama.cpp threads: {args.threads}, "
+        f"trials per task and style: {args.trials}"
+    )
     print_table(all_results)
     if args.samples:
         for result in all_results:

@@ -24,6 +24,7 @@ from langchain_core.language_models import BaseChatModel
 from personagen.errors import BudgetExhausted, RunNotFound
 from personagen.state.items import QAPair
 from personagen.state.metadata import Event, IterationReport
+from personagen.state.review import ReviewDecision
 from personagen.state.spec import RunSpec
 
 ProgressFn = Callable[[dict[str, Any]], None]
@@ -151,8 +152,12 @@ class _Session:
             totals = context.usage_log.totals(run_id)
             context.usage_log.close()
         values = snapshot.values
+        waiting = [i.value for task in snapshot.tasks for i in task.interrupts]
         if status == "running":
-            status = values.get("status", "running") if not snapshot.next else "interrupted"
+            if waiting:
+                status = "waiting_for_review"
+            else:
+                status = values.get("status", "running") if not snapshot.next else "interrupted"
         bundle = values.get("bundle_dir")
         return RunResult(
             run_id=run_id,
@@ -164,6 +169,7 @@ class _Session:
             tokens=totals["total_tokens"],
             spent=context.recorder.spent,
             reason=reason,
+            interrupt=waiting[0] if waiting else None,
         )
 
 
@@ -211,6 +217,7 @@ def run(spec: RunSpec | dict[str, Any] | str | Path, **kwargs: Any) -> RunResult
 async def aresume(
     run_id: str,
     *,
+    decision: ReviewDecision | dict[str, Any] | None = None,
     out_dir: str | Path = "out",
     state_dir: str | Path = DEFAULT_STATE_DIR,
     checkpoint: str | None = None,
@@ -219,7 +226,14 @@ async def aresume(
     max_tokens: int | None = None,
     progress: ProgressFn | None = None,
 ) -> RunResult:
-    """Continue a run from its last checkpoint; finished nodes and tasks are not redone."""
+    """Continue a run from its last checkpoint; finished nodes and tasks are not redone.
+
+    Args:
+        run_id: the run to continue.
+        decision: the reviewer's `ReviewDecision` when the run waits at a review hook.
+        out_dir, state_dir, checkpoint, chat_model, embeddings, progress: as for `arun`.
+        max_tokens: a new token budget (e.g. larger, after `budget_exhausted`).
+    """
     from personagen.graph.builder import build_graph
     from personagen.graph.checkpoint import default_checkpoint_path, open_checkpointer
 
@@ -232,9 +246,35 @@ async def aresume(
     spec: RunSpec = snapshot.values["spec"]
     session = _Session(Path(out_dir), Path(state_dir), checkpoint, chat_model, embeddings, progress)
     budget = max_tokens if max_tokens is not None else spec.run.max_tokens
-    return await session.drive(run_id, spec, None, max_tokens=budget)
+    graph_input: Any = None
+    if decision is not None:
+        from langgraph.types import Command
+
+        payload = decision.model_dump() if isinstance(decision, ReviewDecision) else decision
+        graph_input = Command(resume=payload)
+    return await session.drive(run_id, spec, graph_input, max_tokens=budget)
 
 
 def resume(run_id: str, **kwargs: Any) -> RunResult:
     """Synchronous `aresume`."""
     return asyncio.run(aresume(run_id, **kwargs))
+
+
+async def pending_review(
+    run_id: str, *, state_dir: str | Path = DEFAULT_STATE_DIR, checkpoint: str | None = None
+) -> dict[str, Any] | None:
+    """The review request a run is waiting on, or None."""
+    from personagen.graph.builder import build_graph
+    from personagen.graph.checkpoint import default_checkpoint_path, open_checkpointer
+
+    target = checkpoint or str(default_checkpoint_path(Path(state_dir)))
+    async with open_checkpointer(target) as saver:
+        snapshot = (
+            await build_graph()
+            .compile(checkpointer=saver)
+            .aget_state({"configurable": {"thread_id": run_id}})
+        )
+    if not snapshot.values:
+        raise RunNotFound(f"no checkpoint for run {run_id!r} in {target}")
+    waiting = [i.value for task in snapshot.tasks for i in task.interrupts]
+    return waiting[0] if waiting else None

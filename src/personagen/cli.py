@@ -117,6 +117,14 @@ def _print_result(result: Any) -> None:
     if result.reason:
         table.add_row("stopped", result.reason)
     out.print(table)
+    if result.status == "waiting_for_review":
+        hook = result.interrupt.get("hook") if isinstance(result.interrupt, dict) else "?"
+        console.print(
+            f"waiting for review at hook '{hook}': personagen review {result.run_id} "
+            "[--decisions FILE | --approve-all]"
+        )
+    elif result.status == "budget_exhausted":
+        console.print(f"continue with: personagen resume {result.run_id} --max-tokens N")
 
 
 def _drive(coro_factory: Any, quiet: bool) -> Any:
@@ -145,6 +153,9 @@ def run(
     model: Annotated[str | None, typer.Option(help="Model name (openai provider).")] = None,
     base_url: Annotated[str | None, typer.Option(help="OpenAI-compatible endpoint URL.")] = None,
     max_tokens: Annotated[int | None, typer.Option(help="Token budget for the run.")] = None,
+    auto_approve: Annotated[
+        bool, typer.Option("--auto-approve", help="Approve every review hook.")
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
 ) -> None:
     """Run a spec end to end and write the output bundle."""
@@ -152,6 +163,10 @@ def run(
     from personagen.specfile import load_spec
 
     loaded = _apply_overrides(load_spec(spec), provider, model, base_url)
+    if auto_approve:
+        loaded = loaded.model_copy(
+            update={"run": loaded.run.model_copy(update={"auto_approve": True})}
+        )
     rid = run_id or new_run_id()
     console.print(
         f"run {rid}: goal {loaded.goal.name}, {len(loaded.data)} data source(s), "
@@ -195,6 +210,78 @@ def resume(
     _print_result(result)
     if result.status != "done":
         raise typer.Exit(code=3)
+
+
+@app.command()
+def review(
+    run_id: Annotated[str, typer.Argument(help="A run waiting at a review hook.")],
+    decisions: Annotated[
+        Path | None, typer.Option(help="A ReviewDecision as YAML or JSON (scripted review).")
+    ] = None,
+    approve_all: Annotated[bool, typer.Option("--approve-all", help="Approve everything.")] = False,
+    out_dir: Annotated[Path, typer.Option("--out", help="Output directory.")] = Path("out"),
+    state_dir: Annotated[Path, typer.Option(help="Checkpoints and chunk store.")] = Path(
+        ".personagen"
+    ),
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+) -> None:
+    """Answer a review hook (approve / edit / reject items) and continue the run."""
+    import yaml
+
+    from personagen.api import aresume, pending_review
+    from personagen.errors import SpecError
+
+    request = asyncio.run(pending_review(run_id, state_dir=state_dir))
+    if request is None:
+        raise SpecError(f"run {run_id!r} is not waiting for review")
+    if approve_all:
+        decision: dict[str, Any] = {"approve_all": True}
+    elif decisions is not None:
+        try:
+            decision = yaml.safe_load(decisions.read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise SpecError(f"decisions file {str(decisions)!r}: {exc}") from exc
+    elif sys.stdin.isatty():
+        decision = _ask_interactively(request)
+    else:
+        raise SpecError("give --decisions FILE or --approve-all (no terminal to ask on)")
+    result = _drive(
+        lambda progress: aresume(
+            run_id, decision=decision, out_dir=out_dir, state_dir=state_dir, progress=progress
+        ),
+        quiet,
+    )
+    _print_result(result)
+    if result.status not in ("done", "waiting_for_review"):
+        raise typer.Exit(code=3)
+
+
+def _ask_interactively(request: dict[str, Any]) -> dict[str, Any]:
+    from rich.prompt import Prompt
+
+    out.print(f"[bold]review: {request['hook']}[/bold] (run {request['run_id']})")
+    if request["hook"] == "persona":
+        out.print(request.get("persona"))
+        field = Prompt.ask("field to change (empty to approve)", default="")
+        if not field:
+            return {"approve_all": True}
+        return {"persona": {field: Prompt.ask(f"new value for {field}")}}
+    items: dict[str, Any] = {}
+    for item in request["items"]:
+        out.print(f"\n[bold]{item['id']}[/bold] {item['question']}")
+        if item.get("answer"):
+            out.print(f"  answer: {item['answer']}")
+        if item.get("reasons"):
+            out.print(f"  reasons: {'; '.join(item['reasons'])}")
+        action = Prompt.ask("approve / edit / reject", choices=["a", "e", "r"], default="a")
+        if action == "e":
+            items[item["id"]] = {"action": "edit", "text": Prompt.ask("new text")}
+        elif action == "r":
+            items[item["id"]] = {
+                "action": "reject",
+                "note": Prompt.ask("why (fed back)", default=""),
+            }
+    return {"items": items}
 
 
 @app.command()
@@ -271,7 +358,9 @@ def goals_show(
 def main() -> None:
     """Entry point: run the app, turning known errors into one clear line."""
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except PersonaGenError as exc:
         if _debug:
             raise

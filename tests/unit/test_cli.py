@@ -86,3 +86,33 @@ def test_run_with_fake_provider_writes_bundle(tmp_path: Path) -> None:
     assert len(bundles) == 1
     metadata = json.loads((bundles[0] / "metadata.json").read_text())
     assert metadata["status"] == "done" and metadata["usage"]["totals"]["llm_calls"] > 0
+
+
+def test_review_with_a_decisions_file(tmp_path: Path) -> None:
+    spec = json.loads(
+        json.dumps(
+            {
+                "persona": {
+                    "name": "Maya",
+                    "description": "A nurse buying a first home",
+                    "expertise": "novice",
+                },
+                "goal": {"name": "qa", "params": {"num_questions": 2}},
+                "data": [{"path": str(EXAMPLE_SPEC.parent / "docs")}],
+                "run": {"review": ["questions"], "max_iterations": 1},
+                "llm": {"provider": "fake"},
+            }
+        )
+    )
+    path = tmp_path / "spec.json"
+    path.write_text(json.dumps(spec))
+    common = ["--out", str(tmp_path / "out"), "--state-dir", str(tmp_path / "state"), "-q"]
+    started = cli("run", str(path), "--run-id", "rv", *common, cwd=tmp_path)
+    assert started.returncode == 3 and "personagen review rv" in started.stderr
+    decisions = tmp_path / "decisions.yaml"
+    decisions.write_text("approve_all: true\n")
+    resumed = cli("review", "rv", "--decisions", str(decisions), *common, cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert (tmp_path / "out" / "rv" / "qa.jsonl").is_file()
+    again = cli("review", "rv", "--approve-all", *common, cwd=tmp_path)
+    assert again.returncode == 2 and "not waiting for review" in again.stderr

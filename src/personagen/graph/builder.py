@@ -1,9 +1,11 @@
 """The PersonaGen state machine. `build_graph()` returns the uncompiled builder.
 
-    compose_persona -> resolve_goal -> load_data -> generate_questions
-      -> answer (one task per question) -> collect_answers
-      -> evaluate (one task per answer) -> check_constraints
-      -> decide: refine -> answer ... | compose_output
+    compose_persona -> review_persona? -> resolve_goal -> load_data -> generate_questions
+      -> review_questions? -> answer (one task per question) -> collect_answers
+      -> evaluate (one task per answer) -> check_constraints -> review_answers?
+      -> decide: refine -> answer ... | review_output? -> compose_output
+
+Nodes marked ? pause (LangGraph `interrupt`) only when the spec names their hook.
 
 Compile it with the checkpointer of your choice (`personagen.graph.checkpoint` has the
 defaults), or use `personagen.run` which does that for you.
@@ -27,6 +29,10 @@ from personagen.nodes.generate_questions import generate_questions
 from personagen.nodes.load_data import load_data
 from personagen.nodes.refine import refine
 from personagen.nodes.resolve_goal import resolve_goal
+from personagen.nodes.review_answers import review_answers
+from personagen.nodes.review_output import review_output
+from personagen.nodes.review_persona import review_persona
+from personagen.nodes.review_questions import review_questions
 from personagen.state.graph import InputState, OutputState, State
 
 # The client retries each call; this retries a whole task when a call still failed transiently.
@@ -48,20 +54,28 @@ def build_graph() -> StateGraph:
     builder.add_node("check_constraints", check_constraints, retry_policy=LLM_RETRY)
     builder.add_node("refine", refine, retry_policy=LLM_RETRY)
     builder.add_node("compose_output", compose_output)
+    builder.add_node("review_persona", review_persona)
+    builder.add_node("review_questions", review_questions, retry_policy=LLM_RETRY)
+    builder.add_node("review_answers", review_answers)
+    builder.add_node("review_output", review_output)
 
     builder.add_edge(START, "compose_persona")
-    builder.add_edge("compose_persona", "resolve_goal")
+    builder.add_edge("compose_persona", "review_persona")
+    builder.add_edge("review_persona", "resolve_goal")
     builder.add_edge("resolve_goal", "load_data")
     builder.add_edge("load_data", "generate_questions")
+    builder.add_edge("generate_questions", "review_questions")
     builder.add_conditional_edges(
-        "generate_questions", dispatch_answers, ["answer", "collect_answers"]
+        "review_questions", dispatch_answers, ["answer", "collect_answers"]
     )
     builder.add_edge("answer", "collect_answers")
     builder.add_conditional_edges(
         "collect_answers", dispatch_evaluations, ["evaluate", "check_constraints"]
     )
     builder.add_edge("evaluate", "check_constraints")
-    builder.add_conditional_edges("check_constraints", decide, ["refine", "compose_output"])
+    builder.add_edge("check_constraints", "review_answers")
+    builder.add_conditional_edges("review_answers", decide, ["refine", "review_output"])
     builder.add_conditional_edges("refine", dispatch_answers, ["answer", "collect_answers"])
+    builder.add_edge("review_output", "compose_output")
     builder.add_edge("compose_output", END)
     return builder

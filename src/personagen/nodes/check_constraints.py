@@ -9,8 +9,6 @@ rule is violated. Everything else becomes `failing` with the reasons in words, w
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
-from statistics import fmean
 from typing import Any
 
 from langgraph.runtime import Runtime
@@ -18,12 +16,12 @@ from langgraph.runtime import Runtime
 from personagen.errors import StructuredOutputError
 from personagen.evaluators.checks import check_item, is_llm_rule
 from personagen.evaluators.language import is_language
+from personagen.evaluators.scoring import iteration_report
 from personagen.evaluators.topic import check_topic_rule
 from personagen.graph.context import RunContext
 from personagen.nodes._instrument import instrumented
 from personagen.state.graph import State
 from personagen.state.items import QAPair
-from personagen.state.metadata import IterationReport
 from personagen.state.results import Violation
 
 NOT_ANSWERABLE = "the data does not answer this question"
@@ -76,7 +74,7 @@ async def _violations(pair: QAPair, state: State, runtime: Runtime[RunContext]) 
 
 def _gate(pair: QAPair, baseline: dict[str, float], violations: list[Violation]) -> QAPair:
     if not pair.answerable:
-        if pair.origin == "custom":
+        if pair.origin in ("custom", "reviewer"):
             return pair.model_copy(update={"status": "unanswerable", "violations": violations})
         return pair.model_copy(
             update={"status": "failing", "feedback": [NOT_ANSWERABLE], "violations": violations}
@@ -97,43 +95,6 @@ def _gate(pair: QAPair, baseline: dict[str, float], violations: list[Violation])
     reasons.extend(str(v.reason) for v in violations)
     status = "failing" if reasons else "accepted"
     return pair.model_copy(update={"status": status, "feedback": reasons, "violations": violations})
-
-
-def iteration_report(
-    pairs: dict[str, QAPair],
-    goal_baseline: dict[str, float],
-    iteration: int,
-    min_accepted: int | None,
-) -> IterationReport:
-    """Scores and counts of the pass: means over judged answerable pairs, baseline verdict."""
-    judged = [p for p in pairs.values() if p.answerable and p.status in ("accepted", "failing")]
-    metrics = sorted({m for p in judged for m in p.scores})
-    scores = {m: round(fmean(p.scores[m] for p in judged if m in p.scores), 4) for m in metrics}
-    statuses = Counter(p.status for p in pairs.values())
-    accepted, failing = statuses["accepted"], statuses["failing"]
-    shortfalls: list[str] = []
-    for metric, minimum in goal_baseline.items():
-        below = [p for p in judged if p.scores.get(metric, -1.0) < minimum]
-        if below:
-            shortfalls.append(
-                f"{metric}: {len(below)} pair(s) below {minimum:.2f} (mean {scores.get(metric, 0):.2f})"
-            )
-    rules = Counter(v.rule for p in pairs.values() if p.status == "failing" for v in p.violations)
-    shortfalls.extend(f"constraint {rule}: {n} violation(s)" for rule, n in rules.most_common())
-    unanswered = sum(1 for p in pairs.values() if p.status == "failing" and not p.answerable)
-    if unanswered:
-        shortfalls.append(f"{unanswered} generated question(s) not answerable from the data")
-    needed = min_accepted if min_accepted is not None else accepted + failing
-    met = accepted >= max(1, needed) and (min_accepted is not None or failing == 0)
-    return IterationReport(
-        iteration=iteration,
-        scores=scores,
-        accepted=accepted,
-        failing=failing,
-        unanswerable=statuses["unanswerable"],
-        baseline_met=met,
-        shortfalls=shortfalls,
-    )
 
 
 @instrumented("check_constraints")

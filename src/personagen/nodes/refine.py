@@ -27,7 +27,7 @@ from personagen.state.metadata import Event
 
 def question_is_the_problem(pair: QAPair, persona_fit_min: float | None) -> bool:
     """Whether to replace the question rather than re-answer it."""
-    if pair.origin == "custom":
+    if pair.origin in ("custom", "reviewer"):  # the user's own words are never replaced
         return False
     if pair.answerable is False:
         return True
@@ -72,7 +72,12 @@ async def refine(state: State, runtime: Runtime[RunContext]) -> dict[str, Any]:
             source=source,
             question=pair.question,
             feedback=pair.feedback,
-            avoid=[q for q in others if q != pair.question][-20:],
+            # Never swing back to a question this pair already had (a reviewer may have
+            # rejected it).
+            avoid=[
+                *[q for q in others if q != pair.question][-20:],
+                *[str(h["question"]) for h in pair.history if h.get("question")],
+            ],
         )
         async with ctx.semaphore:
             out = await ctx.llm.structured(messages, ReplacementQuestionOut)
@@ -91,7 +96,9 @@ async def refine(state: State, runtime: Runtime[RunContext]) -> dict[str, Any]:
             "status": "pending",
         }
         new_question = replacements.get(pair.id)
-        if isinstance(new_question, BaseException) and not isinstance(new_question, StructuredOutputError):
+        if isinstance(new_question, BaseException) and not isinstance(
+            new_question, StructuredOutputError
+        ):
             raise new_question
         if isinstance(new_question, str) and new_question:
             duplicate = near_duplicates([*taken, new_question], threshold=threshold)
@@ -132,7 +139,7 @@ async def refine(state: State, runtime: Runtime[RunContext]) -> dict[str, Any]:
                     message=f"could not replace the question: {new_question}",
                 )
             )
-        if pair.answerable is False and pair.origin != "custom":
+        if pair.answerable is False and pair.origin not in ("custom", "reviewer"):
             # Re-answering a question the data cannot answer gives the same result.
             updated[pair.id] = pair.model_copy(
                 update={"status": "rejected", "iteration": iteration}

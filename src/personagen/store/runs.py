@@ -44,6 +44,7 @@ from sqlalchemy import (
     func,
     insert,
     select,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import URL, Engine, make_url
@@ -58,6 +59,7 @@ from personagen.store._redact import redact, redact_url
 
 DB_URL_ENV = "PERSONAGEN_DB_URL"
 DEFAULT_DB_URL = "sqlite:///.personagen/runs.sqlite"
+_PG_LOCK = 0x706572736F6E61  # advisory lock key held while creating the schema ("persona")
 TERMINAL_STATUSES = frozenset({"done", "failed", "budget_exhausted", "interrupted", "cancelled"})
 
 
@@ -480,6 +482,17 @@ def _stage_rows(run_id: str, stages: Sequence[Mapping[str, Any]]) -> list[dict[s
     return list(table.values())
 
 
+def _clean(value: Any) -> Any:
+    """Replace NUL characters, which PostgreSQL text and jsonb cannot hold, on every backend."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd") if "\x00" in value else value
+    if isinstance(value, dict):
+        return {_clean(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    return value
+
+
 def _item_row(run_id: str, pair: QAPair) -> dict[str, Any]:
     return {
         "run_id": run_id,
@@ -534,7 +547,14 @@ class RunStore:
             if url.database in (None, "", ":memory:"):
                 kwargs["poolclass"] = StaticPool  # one shared in-memory database
             else:
-                Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+                folder = Path(url.database).expanduser().parent
+                try:
+                    folder.mkdir(parents=True, exist_ok=True)
+                except OSError as exc:
+                    raise RunStoreError(
+                        f"cannot open the run store {self.display_url!r}: cannot create "
+                        f"{str(folder)!r} ({exc.strerror or exc})"
+                    ) from exc
         else:
             kwargs["pool_pre_ping"] = True
             kwargs["connect_args"] = {"connect_timeout": 10}
@@ -570,7 +590,13 @@ class RunStore:
             engine = self._make_engine()
             for attempt in range(3):
                 try:
-                    Base.metadata.create_all(engine, checkfirst=True)
+                    with engine.begin() as conn:
+                        if engine.dialect.name == "postgresql":
+                            # Serialize concurrent creators; the lock ends with the transaction.
+                            conn.execute(
+                                text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK}
+                            )
+                        Base.metadata.create_all(conn, checkfirst=True)
                     break
                 except SQLAlchemyError as exc:
                     # Two processes creating the same table at once: the loser retries and
@@ -624,7 +650,7 @@ class RunStore:
             row.persona_name = spec.persona.name
             row.provider = spec.llm.provider
             row.model = row.model or spec.llm.model or spec.llm.model_path or spec.llm.provider
-            row.spec = redact(spec.model_dump(mode="json"))
+            row.spec = _clean(redact(spec.model_dump(mode="json")))
             row.updated_at = now
 
     def record_status(self, run_id: str, status: str, reason: str | None = None) -> None:
@@ -633,7 +659,7 @@ class RunStore:
         with self._session() as session:
             row = self._run_row(session, run_id)
             row.status = status
-            row.reason = reason
+            row.reason = _clean(reason)
             row.updated_at = now
             if status in TERMINAL_STATUSES:
                 row.ended_at = row.ended_at or now
@@ -754,15 +780,15 @@ class RunStore:
             row.personagen_version = metadata.get("personagen_version")
             row.baseline = dict(metadata.get("baseline", {}))
             row.final_scores = dict(metadata.get("final_scores", {}))
-            row.counts = dict(counts)
-            row.recommendations = list(metadata.get("recommendations", []))
+            row.counts = _clean(dict(counts))
+            row.recommendations = _clean(list(metadata.get("recommendations", [])))
             row.updated_at = now
             session.flush()
             for model in _CHILDREN:
                 session.execute(delete(model).where(model.run_id == run_id))  # type: ignore[attr-defined]
             for model, rows in children:
                 if rows:
-                    session.execute(insert(model), rows)
+                    session.execute(insert(model), _clean(rows))
 
     def delete_run(self, run_id: str) -> None:
         """Forget a run and everything recorded about it."""
