@@ -172,6 +172,20 @@ def run(
         f"run {rid}: goal {loaded.goal.name}, {len(loaded.data)} data source(s), "
         f"provider {loaded.llm.provider}; resume with: personagen resume {rid}"
     )
+    if not any(source.url for source in loaded.data):  # no second download just to estimate
+        from personagen.data.loaders import load_sources
+        from personagen.estimate import estimate_run
+
+        base = Path(loaded.base_dir) if loaded.base_dir else None
+        documents = load_sources(loaded.data, base_dir=base)
+        guess = estimate_run(
+            loaded, characters=sum(d.ref.chars for d in documents), documents=len(documents)
+        )
+        console.print(
+            f"estimate: {int(guess.low['calls'])}-{int(guess.high['calls'])} LLM calls, "
+            f"{int(guess.low['total_tokens']):,}-{int(guess.high['total_tokens']):,} tokens, "
+            f"~{guess.low['seconds']:.0f}-{guess.high['seconds']:.0f} s"
+        )
     result = _drive(
         lambda progress: arun(
             loaded,
@@ -282,6 +296,35 @@ def _ask_interactively(request: dict[str, Any]) -> dict[str, Any]:
                 "note": Prompt.ask("why (fed back)", default=""),
             }
     return {"items": items}
+
+
+@app.command()
+def estimate(spec: Annotated[Path, typer.Argument(help="The run spec (YAML or JSON).")]) -> None:
+    """Estimate LLM calls, tokens and time before running; makes no LLM call."""
+    from personagen.data.loaders import load_sources
+    from personagen.estimate import estimate_run
+    from personagen.specfile import load_spec
+
+    loaded = load_spec(spec)
+    documents = load_sources(
+        loaded.data, base_dir=Path(loaded.base_dir) if loaded.base_dir else None
+    )
+    result = estimate_run(
+        loaded, characters=sum(d.ref.chars for d in documents), documents=len(documents)
+    )
+    table = Table("stage (first pass)", "calls", "input tokens", "output tokens", title=str(spec))
+    for stage in result.first_pass:
+        table.add_row(
+            stage.stage, str(stage.calls), f"{stage.input_tokens:,}", f"{stage.output_tokens:,}"
+        )
+    out.print(table)
+    for label, totals in (("low", result.low), ("high", result.high)):
+        out.print(
+            f"{label}: {int(totals['calls'])} calls, {int(totals['total_tokens']):,} tokens, "
+            f"~{totals['seconds']:.0f} s"
+        )
+    for line in result.assumptions:
+        out.print(f"  assumes {line}", highlight=False)
 
 
 @app.command()

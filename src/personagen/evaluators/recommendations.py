@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -15,7 +14,6 @@ from personagen.state.metadata import IterationReport
 # "chunks never retrieved" fires when a whole document was never retrieved, or when at least
 # this share of all chunks never reached any answer's context.
 UNRETRIEVED_SHARE = 0.5
-_SUFFIX = re.compile(r"(?:ing|ed|es|s)$")
 # Words too common in needs and questions to show that a need is covered.
 _WEAK = frozenset(
     "able get gets getting keep know like lot make need needs really sure thing things "
@@ -24,9 +22,16 @@ _WEAK = frozenset(
 
 
 def _stem(word: str) -> str:
-    """A crude suffix stripper, so 'mortgages' meets 'mortgage' and 'paying' meets 'pay'."""
-    stem = _SUFFIX.sub("", word)
-    return stem if len(stem) >= 3 else word
+    """A crude stemmer, so 'mortgages' meets 'mortgage', 'taxes' 'tax' and 'paying' 'pay'."""
+    if word.endswith("s") and not word.endswith("ss") and len(word) > 3:
+        word = word[:-1]
+    for suffix in ("ing", "ed"):
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            word = word[: -len(suffix)]
+            break
+    if word.endswith("e") and len(word) > 3:
+        word = word[:-1]
+    return word
 
 
 def _stems(text: str) -> set[str]:

@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from personagen.api import arun
+from personagen.estimate import estimate_run
+from personagen.llm.fake import FakeChatModel
+from personagen.specfile import parse_spec
+
+
+def test_estimate_scales_with_questions(make_spec: Any) -> None:
+    small = estimate_run(
+        parse_spec(make_spec(goal={"name": "qa", "params": {"num_questions": 5}})),
+        characters=20_000,
+        documents=2,
+    )
+    large = estimate_run(
+        parse_spec(make_spec(goal={"name": "qa", "params": {"num_questions": 10}})),
+        characters=20_000,
+        documents=2,
+    )
+    answers = {s.stage: s.calls for s in small.first_pass}["answer"]
+    assert answers == 5
+    assert {s.stage: s.calls for s in large.first_pass}["answer"] == 10
+    assert 1.8 < large.low["total_tokens"] / small.low["total_tokens"] < 2.2
+    assert small.high["calls"] > small.low["calls"]
+
+
+async def test_low_estimate_is_close_to_a_real_first_pass(tmp_path: Path, make_spec: Any) -> None:
+    spec_data = make_spec(run={"max_iterations": 1})
+    spec = parse_spec(spec_data)
+    model = FakeChatModel()
+    result = await arun(spec, chat_model=model, out_dir=tmp_path / "o", state_dir=tmp_path / "s")
+    refs = json.loads((result.bundle_dir / "data_refs.json").read_text())
+    guess = estimate_run(spec, characters=sum(r["chars"] for r in refs), documents=len(refs))
+    assert model.calls  # the estimate itself made none: it ran before and needs no model
+    assert abs(guess.low["calls"] - len(model.calls)) <= 0.35 * len(model.calls)
