@@ -7,10 +7,17 @@ no tokens for them.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
+
+# langchain_community's cache deserializes with loads(), which warns about a future default
+# on every hit; our cache holds only what this process wrote.
+warnings.filterwarnings(
+    "ignore", message="The default value of `allowed_objects`", category=PendingDeprecationWarning
+)
 
 
 def _cache_class() -> type:
