@@ -42,6 +42,9 @@ async def test_meets_baseline_in_one_iteration(tmp_path: Path, make_spec: Any) -
         "metadata.json",
     ):
         assert (bundle / name).is_file(), name
+    params = json.loads((bundle / "rag" / "params.json").read_text())
+    assert params["status"] == "done" and params["chosen"]["span_recall"] > 0
+    assert (bundle / "rag" / "chunks.jsonl").read_text().strip()
     rows = _lines(bundle / "qa.jsonl")
     questions = [r["question"] for r in rows]
     assert "How much deposit do lenders ask for?" in questions  # custom question verbatim

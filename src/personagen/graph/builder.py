@@ -3,7 +3,7 @@
     compose_persona -> review_persona? -> resolve_goal -> load_data -> generate_questions
       -> review_questions? -> answer (one task per question) -> collect_answers
       -> evaluate (one task per answer) -> check_constraints -> review_answers?
-      -> decide: refine -> answer ... | review_output? -> compose_output
+      -> decide: refine -> answer ... | review_output? -> optimize_rag -> compose_output
 
 Nodes marked ? pause (LangGraph `interrupt`) only when the spec names their hook.
 
@@ -27,6 +27,7 @@ from personagen.nodes.compose_persona import compose_persona
 from personagen.nodes.evaluate import evaluate
 from personagen.nodes.generate_questions import generate_questions
 from personagen.nodes.load_data import load_data
+from personagen.nodes.optimize_rag import optimize_rag
 from personagen.nodes.refine import refine
 from personagen.nodes.resolve_goal import resolve_goal
 from personagen.nodes.review_answers import review_answers
@@ -58,6 +59,7 @@ def build_graph() -> StateGraph:
     builder.add_node("review_questions", review_questions, retry_policy=LLM_RETRY)
     builder.add_node("review_answers", review_answers)
     builder.add_node("review_output", review_output)
+    builder.add_node("optimize_rag", optimize_rag)
 
     builder.add_edge(START, "compose_persona")
     builder.add_edge("compose_persona", "review_persona")
@@ -76,6 +78,7 @@ def build_graph() -> StateGraph:
     builder.add_edge("check_constraints", "review_answers")
     builder.add_conditional_edges("review_answers", decide, ["refine", "review_output"])
     builder.add_conditional_edges("refine", dispatch_answers, ["answer", "collect_answers"])
-    builder.add_edge("review_output", "compose_output")
+    builder.add_edge("review_output", "optimize_rag")
+    builder.add_edge("optimize_rag", "compose_output")
     builder.add_edge("compose_output", END)
     return builder

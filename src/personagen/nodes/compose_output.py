@@ -14,6 +14,7 @@ from personagen.nodes._instrument import instrumented
 from personagen.state.graph import State
 from personagen.state.metadata import Event
 from personagen.store.bundle import base_metadata, usage_summary, write_bundle
+from personagen.store.rag_export import write_rag_bundle
 
 
 @instrumented("compose_output")
@@ -88,7 +89,10 @@ async def compose_output(state: State, runtime: Runtime[RunContext]) -> dict[str
         f"You answer questions for {state['persona'].short()}. "
         f"Answer in language '{state['persona'].language}' at their level."
     )
-    await asyncio.to_thread(
+    rag = state.get("rag")
+    if rag is not None:
+        metadata["rag"] = {k: rag.get(k) for k in ("status", "reason", "chosen", "objective")}
+    files = await asyncio.to_thread(
         write_bundle,
         directory,
         state={**state, "pairs": pairs},
@@ -97,4 +101,8 @@ async def compose_output(state: State, runtime: Runtime[RunContext]) -> dict[str
         metadata=metadata,
         finetune_system_prompt=system_prompt,
     )
+    if rag is not None:
+        files |= await asyncio.to_thread(
+            write_rag_bundle, directory, rag, documents, ctx.store.get_text, list(pairs.values())
+        )
     return {"pairs": rejected, "events": events, "bundle_dir": str(directory), "status": "done"}
