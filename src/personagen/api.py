@@ -13,7 +13,7 @@ import asyncio
 import json
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,13 +21,14 @@ from typing import Any
 from langchain_core.embeddings import Embeddings
 from langchain_core.language_models import BaseChatModel
 
-from personagen.errors import BudgetExhausted, RunNotFound
+from personagen.errors import BudgetExhausted, RunNotFound, SpecError, StopRun
 from personagen.state.items import QAPair
 from personagen.state.metadata import Event, IterationReport
 from personagen.state.review import ReviewDecision
 from personagen.state.spec import RunSpec
 
 ProgressFn = Callable[[dict[str, Any]], None]
+HooksArg = dict[str, Callable[..., Any] | list[Callable[..., Any]]] | None
 DEFAULT_STATE_DIR = Path(".personagen")
 
 
@@ -92,6 +93,27 @@ class _Session:
     chat_model: BaseChatModel | None
     embeddings: Embeddings | None
     progress: ProgressFn | None
+    hooks: HooksArg = None
+
+    def resolve_hooks(self, spec: RunSpec) -> dict[str, list[tuple[str, Any]]]:
+        from personagen.evaluators.plugins import load_callable
+        from personagen.state.spec import HOOK_POINTS
+
+        resolved: dict[str, list[tuple[str, Any]]] = {}
+        for point, refs in spec.hooks.items():
+            for ref in refs:
+                resolved.setdefault(point, []).append((ref, load_callable(ref)))
+        for point, given in (self.hooks or {}).items():
+            if point not in HOOK_POINTS:
+                raise SpecError(
+                    f"hooks: unknown hook point {point!r} (points: {', '.join(HOOK_POINTS)})"
+                )
+            for fn in given if isinstance(given, list | tuple) else [given]:
+                if not callable(fn):
+                    raise SpecError(f"hooks.{point}: {fn!r} is not callable")
+                name = getattr(fn, "__qualname__", None) or repr(fn)
+                resolved.setdefault(point, []).append((name, fn))
+        return resolved
 
     def context(self, run_id: str, spec: RunSpec, *, max_tokens: int | None) -> Any:
         from personagen.data.chunk_store import ChunkStore
@@ -118,6 +140,7 @@ class _Session:
             ),
             usage_log=log,
             max_concurrency=spec.run.max_concurrency,
+            hooks=self.resolve_hooks(spec),
         )
 
     async def drive(
@@ -146,6 +169,8 @@ class _Session:
                             self.progress({"mode": mode, "data": chunk})
                 except BudgetExhausted as exc:
                     status, reason = "budget_exhausted", str(exc)
+                except StopRun as exc:
+                    status, reason = "stopped", str(exc) or "stopped by a hook"
                 snapshot = await graph.aget_state(config)
         finally:
             context.store.close()
@@ -184,6 +209,7 @@ async def arun(
     embeddings: Embeddings | None = None,
     max_tokens: int | None = None,
     progress: ProgressFn | None = None,
+    hooks: HooksArg = None,
 ) -> RunResult:
     """Run a spec to the end (or to its token budget); resumable by `run_id`.
 
@@ -197,9 +223,13 @@ async def arun(
         embeddings: LangChain embeddings to use instead of the provider's.
         max_tokens: token budget overriding `spec.run.max_tokens`.
         progress: called with every streamed update/custom event.
+        hooks: user callables by hook point (`after_persona`, `after_questions`,
+            `after_answers`, `after_evaluation`, `before_output`), added to the spec's.
     """
     resolved = _as_spec(spec)
-    session = _Session(Path(out_dir), Path(state_dir), checkpoint, chat_model, embeddings, progress)
+    session = _Session(
+        Path(out_dir), Path(state_dir), checkpoint, chat_model, embeddings, progress, hooks
+    )
     rid = run_id or new_run_id()
     return await session.drive(
         rid,
@@ -225,13 +255,15 @@ async def aresume(
     embeddings: Embeddings | None = None,
     max_tokens: int | None = None,
     progress: ProgressFn | None = None,
+    hooks: HooksArg = None,
 ) -> RunResult:
     """Continue a run from its last checkpoint; finished nodes and tasks are not redone.
 
     Args:
         run_id: the run to continue.
         decision: the reviewer's `ReviewDecision` when the run waits at a review hook.
-        out_dir, state_dir, checkpoint, chat_model, embeddings, progress: as for `arun`.
+        out_dir, state_dir, checkpoint, chat_model, embeddings, progress, hooks: as for
+            `arun` (Python hooks are not checkpointed: pass them again).
         max_tokens: a new token budget (e.g. larger, after `budget_exhausted`).
     """
     from personagen.graph.builder import build_graph
@@ -244,7 +276,9 @@ async def aresume(
     if not snapshot.values:
         raise RunNotFound(f"no checkpoint for run {run_id!r} in {target}")
     spec: RunSpec = snapshot.values["spec"]
-    session = _Session(Path(out_dir), Path(state_dir), checkpoint, chat_model, embeddings, progress)
+    session = _Session(
+        Path(out_dir), Path(state_dir), checkpoint, chat_model, embeddings, progress, hooks
+    )
     budget = max_tokens if max_tokens is not None else spec.run.max_tokens
     graph_input: Any = None
     if decision is not None:
@@ -278,3 +312,45 @@ async def pending_review(
         raise RunNotFound(f"no checkpoint for run {run_id!r} in {target}")
     waiting = [i.value for task in snapshot.tasks for i in task.interrupts]
     return waiting[0] if waiting else None
+
+
+async def astream(
+    spec: RunSpec | dict[str, Any] | str | Path, **kwargs: Any
+) -> AsyncIterator[dict[str, Any]]:
+    """Run a spec, yielding progress events as they happen; the last event holds the result.
+
+    Events: `{"type": "stage", "stage", "event": "start"|"end", "iteration", "seconds",
+    "tokens"}` for every node, `{"type": "update", "node"}` for every finished task (one per
+    answered or judged item in the fan-outs), `{"type": "tokens", "total"}` after each node
+    that spent tokens, and finally `{"type": "result", "result": RunResult}`.
+    Takes the same keyword arguments as `arun` (except `progress`).
+    """
+    queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+    total = 0
+
+    def progress(event: dict[str, Any]) -> None:
+        nonlocal total
+        data = event["data"]
+        if event["mode"] == "custom" and isinstance(data, dict) and "stage" in data:
+            queue.put_nowait({"type": "stage", **data})
+            if data.get("tokens"):
+                total += int(data["tokens"])
+                queue.put_nowait({"type": "tokens", "total": total})
+        elif event["mode"] == "updates" and isinstance(data, dict):
+            for node in data:
+                queue.put_nowait({"type": "update", "node": node})
+
+    async def drive() -> RunResult:
+        try:
+            return await arun(spec, progress=progress, **kwargs)
+        finally:
+            queue.put_nowait(None)
+
+    task = asyncio.create_task(drive())
+    try:
+        while (event := await queue.get()) is not None:
+            yield event
+        yield {"type": "result", "result": await task}
+    finally:
+        if not task.done():
+            task.cancel()

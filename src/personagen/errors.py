@@ -41,3 +41,11 @@ class BudgetExhausted(PersonaGenError):
 
 class RunNotFound(PersonaGenError):
     """No checkpoint exists for the given run id."""
+
+
+class PluginError(PersonaGenError):
+    """A user hook, metric or constraint plugin failed; the message names it. Resumable."""
+
+
+class StopRun(PersonaGenError):
+    """Raised by a user hook to stop the run on purpose (status `stopped`, resumable)."""

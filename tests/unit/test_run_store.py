@@ -29,6 +29,7 @@ from personagen.store.runs import (
     ScoreRow,
     StageRow,
     UnknownRun,
+    default_db_url,
 )
 
 from ..conftest import CORPUS
@@ -353,6 +354,27 @@ def test_default_url_comes_from_the_environment(
     store = RunStore()
     assert store.url.drivername == "postgresql+psycopg"  # bare postgres URLs get psycopg 3
     assert "secret" not in store.display_url
+
+
+def test_default_url_in_the_state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PERSONAGEN_DB_URL", raising=False)
+    assert default_db_url(tmp_path / "state") == f"sqlite:///{tmp_path / 'state' / 'runs.sqlite'}"
+    assert default_db_url() == "sqlite:///.personagen/runs.sqlite"
+    monkeypatch.setenv("PERSONAGEN_DB_URL", "sqlite:///elsewhere.sqlite")
+    assert default_db_url(tmp_path) == "sqlite:///elsewhere.sqlite"
+
+
+async def test_arecord_logs_store_errors_instead_of_raising(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, finished_run: FinishedRun
+) -> None:
+    broken = RunStore("sqlite:////proc/no/such/dir/runs.sqlite")
+    with caplog.at_level("WARNING", logger="personagen.store.runs"):
+        assert await broken.arecord("record_status", "x", "failed", "boom") is False
+    assert "record_status failed" in caplog.text and "cannot create" in caplog.text
+    with RunStore(f"sqlite:///{tmp_path / 'ok.sqlite'}") as good:
+        assert await good.arecord("record_start", "x", finished_run.spec) is True
+        assert await good.arecord("record_status", "x", "interrupted", reason="killed")
+        assert good.get_run("x").reason == "killed"
 
 
 def test_schema_creation_is_idempotent(tmp_path: Path, finished_run: FinishedRun) -> None:

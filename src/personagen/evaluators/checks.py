@@ -33,6 +33,7 @@ from personagen.state.results import FieldName, ListName, Violation
 from personagen.state.spec import PII_KINDS, ConstraintRule, Constraints
 
 LLM_KINDS = frozenset({"topic"})
+PLUGIN_KINDS = frozenset({"plugin"})
 """Rule kinds that need an LLM judge and are not handled in this module."""
 DETERMINISTIC_KINDS = frozenset({"regex", "keyword", "pii", "max_words", "min_words", "language"})
 """Rule kinds `check_rule` handles."""
@@ -287,7 +288,7 @@ def check_item(constraints: Constraints, *, question: str, answer: str | None) -
     """
     violations: list[Violation] = []
     for list_name, rule in constraints.rules:
-        if is_llm_rule(rule):
+        if is_llm_rule(rule) or rule.kind in PLUGIN_KINDS:
             continue
         for field, text in _fields(rule.applies_to, question, answer):
             violation = check_rule(rule, list_name, field, text)

@@ -31,6 +31,13 @@ from personagen.nodes.optimize_rag import optimize_rag
 from personagen.nodes.refine import refine
 from personagen.nodes.resolve_goal import resolve_goal
 from personagen.nodes.review_answers import review_answers
+from personagen.nodes.run_hooks import (
+    hooks_after_answers,
+    hooks_after_evaluation,
+    hooks_after_persona,
+    hooks_after_questions,
+    hooks_before_output,
+)
 from personagen.nodes.review_output import review_output
 from personagen.nodes.review_persona import review_persona
 from personagen.nodes.review_questions import review_questions
@@ -60,24 +67,34 @@ def build_graph() -> StateGraph:
     builder.add_node("review_answers", review_answers)
     builder.add_node("review_output", review_output)
     builder.add_node("optimize_rag", optimize_rag)
+    builder.add_node("hooks_after_persona", hooks_after_persona)
+    builder.add_node("hooks_after_questions", hooks_after_questions)
+    builder.add_node("hooks_after_answers", hooks_after_answers)
+    builder.add_node("hooks_after_evaluation", hooks_after_evaluation)
+    builder.add_node("hooks_before_output", hooks_before_output)
 
     builder.add_edge(START, "compose_persona")
-    builder.add_edge("compose_persona", "review_persona")
+    builder.add_edge("compose_persona", "hooks_after_persona")
+    builder.add_edge("hooks_after_persona", "review_persona")
     builder.add_edge("review_persona", "resolve_goal")
     builder.add_edge("resolve_goal", "load_data")
     builder.add_edge("load_data", "generate_questions")
-    builder.add_edge("generate_questions", "review_questions")
+    builder.add_edge("generate_questions", "hooks_after_questions")
+    builder.add_edge("hooks_after_questions", "review_questions")
     builder.add_conditional_edges(
         "review_questions", dispatch_answers, ["answer", "collect_answers"]
     )
     builder.add_edge("answer", "collect_answers")
+    builder.add_edge("collect_answers", "hooks_after_answers")
     builder.add_conditional_edges(
-        "collect_answers", dispatch_evaluations, ["evaluate", "check_constraints"]
+        "hooks_after_answers", dispatch_evaluations, ["evaluate", "check_constraints"]
     )
     builder.add_edge("evaluate", "check_constraints")
-    builder.add_edge("check_constraints", "review_answers")
-    builder.add_conditional_edges("review_answers", decide, ["refine", "review_output"])
+    builder.add_edge("check_constraints", "hooks_after_evaluation")
+    builder.add_edge("hooks_after_evaluation", "review_answers")
+    builder.add_conditional_edges("review_answers", decide, ["refine", "hooks_before_output"])
     builder.add_conditional_edges("refine", dispatch_answers, ["answer", "collect_answers"])
+    builder.add_edge("hooks_before_output", "review_output")
     builder.add_edge("review_output", "optimize_rag")
     builder.add_edge("optimize_rag", "compose_output")
     builder.add_edge("compose_output", END)

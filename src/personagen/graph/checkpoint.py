@@ -18,11 +18,15 @@ def default_checkpoint_path(state_dir: Path = DEFAULT_STATE_DIR) -> Path:
 
 
 def serializer() -> JsonPlusSerializer:
-    """A checkpoint serializer that deserializes PersonaGen's state types and nothing unknown."""
-    from personagen.state import documents, goal, items, metadata, results, spec
+    """A checkpoint serializer that deserializes every PersonaGen state type, nothing unknown."""
+    import importlib
+    import pkgutil
+
+    import personagen.state as state_package
 
     allowed: list[type] = []
-    for module in (documents, goal, items, metadata, results, spec):
+    for info in pkgutil.iter_modules(state_package.__path__):
+        module = importlib.import_module(f"personagen.state.{info.name}")
         allowed.extend(
             obj
             for obj in vars(module).values()

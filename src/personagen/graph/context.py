@@ -37,6 +37,8 @@ class RunContext:
     """Durable log of every call (what was really spent, including lost work)."""
     max_concurrency: int = 4
     """Model calls in flight at once within a node."""
+    hooks: dict[str, list[tuple[str, Any]]] = field(default_factory=dict)
+    """User hooks by point: (name, callable) pairs, from the spec and from Python."""
     _indexes: dict[tuple[Any, ...], tuple[list[Chunk], BM25Index]] = field(
         default_factory=dict, repr=False
     )

@@ -42,13 +42,13 @@ def dispatch_evaluations(state: State) -> list[Send] | Literal["check_constraint
     return sends or "check_constraints"
 
 
-def decide(state: State) -> Literal["refine", "review_output"]:
+def decide(state: State) -> Literal["refine", "hooks_before_output"]:
     """Leave the loop when the baseline is met or iterations run out; otherwise refine."""
     reports = state.get("reports") or []
     if not reports:
         raise ValueError("decide reached before any pass was scored")
     if reports[-1].baseline_met:
-        return "review_output"
+        return "hooks_before_output"
     if state["iteration"] >= state["spec"].run.max_iterations:
-        return "review_output"
+        return "hooks_before_output"
     return "refine"

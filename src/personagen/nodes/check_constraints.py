@@ -16,6 +16,7 @@ from langgraph.runtime import Runtime
 from personagen.errors import StructuredOutputError
 from personagen.evaluators.checks import check_item, is_llm_rule
 from personagen.evaluators.language import is_language
+from personagen.evaluators.plugins import check_plugin_rule
 from personagen.evaluators.scoring import iteration_report
 from personagen.evaluators.topic import check_topic_rule
 from personagen.graph.context import RunContext
@@ -31,16 +32,23 @@ async def _violations(pair: QAPair, state: State, runtime: Runtime[RunContext]) 
     constraints = state["spec"].constraints
     answer = pair.answer if pair.answerable else None
     found = check_item(constraints, question=pair.question, answer=answer)
-    llm_rules = [(name, rule) for name, rule in constraints.rules if is_llm_rule(rule)]
+    llm_rules = [
+        (name, rule)
+        for name, rule in constraints.rules
+        if is_llm_rule(rule) or rule.kind == "plugin"
+    ]
     checks = []
     for list_name, rule in llm_rules:
         fields = ("question", "answer") if rule.applies_to == "both" else (rule.applies_to,)
         for field in fields:
             text = pair.question if field == "question" else answer
             if text:
-                checks.append(
-                    check_topic_rule(runtime.context.llm, rule, list_name, field, text)  # type: ignore[arg-type]
-                )
+                if rule.kind == "plugin":
+                    checks.append(check_plugin_rule(rule, list_name, field, text))  # type: ignore[arg-type]
+                else:
+                    checks.append(
+                        check_topic_rule(runtime.context.llm, rule, list_name, field, text)  # type: ignore[arg-type]
+                    )
     async with runtime.context.semaphore:
         results = await asyncio.gather(*checks, return_exceptions=True)
     for result in results:

@@ -73,6 +73,7 @@ async def compose_output(state: State, runtime: Runtime[RunContext]) -> dict[str
             ),
         },
         "duplicates_removed": state.get("removed_duplicates", []),
+        "hooks": [c.model_dump() for c in state.get("hook_log", [])],
         "warnings": [e.model_dump() for e in all_events if e.level == "warning"],
         "errors": [e.model_dump() for e in all_events if e.level == "error"],
         "recommendations": recommend(

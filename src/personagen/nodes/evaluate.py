@@ -9,6 +9,7 @@ from langgraph.runtime import Runtime
 
 from personagen.errors import StructuredOutputError
 from personagen.evaluators.persona_fit import judge_persona_fit
+from personagen.evaluators.plugins import score_plugin_metric
 from personagen.evaluators.ragas_metrics import RAGAS_METRICS, MetricScore, RagasJudge
 from personagen.graph.context import RunContext
 from personagen.nodes._instrument import instrumented
@@ -36,6 +37,15 @@ async def evaluate(task: JudgeTask, runtime: Runtime[RunContext]) -> dict[str, A
                 return await judge.score(
                     metric, question=pair.question, answer=pair.answer, contexts=contexts
                 )
+            if metric != "persona_fit":
+                value, reason = await score_plugin_metric(
+                    metric,
+                    question=pair.question,
+                    answer=pair.answer,
+                    contexts=contexts,
+                    persona=persona,
+                )
+                return MetricScore(round(value, 4), reason)
             try:
                 value, question_fit, reason = await judge_persona_fit(
                     ctx.llm, goal, persona, question=pair.question, answer=pair.answer

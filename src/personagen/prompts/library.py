@@ -116,18 +116,26 @@ def resolve_goal(goal: Goal, *, base_dir: str | None = None) -> ResolvedGoal:
                 raise SpecError(
                     f"goal.params.{key}: expected {type(default).__name__}, got {value!r}"
                 )
-    bad_metrics = sorted(set(goal.baseline) - set(definition.metrics))
+    from personagen.evaluators.plugins import METRIC_GROUP, load_callable
+
+    extra = [m for m in goal.metrics if m not in definition.metrics]
+    for name in extra:
+        if name not in KNOWN_METRICS:
+            load_callable(name, METRIC_GROUP)  # fail now, naming the plugin
+    metrics = [*definition.metrics, *extra]
+    bad_metrics = sorted(set(goal.baseline) - set(metrics))
     if bad_metrics:
         raise SpecError(
             f"goal.baseline: metric(s) {', '.join(bad_metrics)} not measured by goal "
-            f"{definition.name!r} (measured: {', '.join(definition.metrics)})"
+            f"{definition.name!r} (measured: {', '.join(metrics)}; add plugin metrics "
+            "with goal.metrics)"
         )
     return ResolvedGoal(
         name=definition.name,
         description=definition.description,
         loop=definition.loop,
         source=source,
-        metrics=definition.metrics,
+        metrics=metrics,
         baseline={**definition.baseline, **goal.baseline},
         params=params,
         user_prompts=list(goal.prompts),

@@ -6,7 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-Loop = Literal["qa"]
+Loop = Literal["qa", "summary", "rewrite"]
+"""The tuning loop a goal runs: Q/A pairs, one summary, or per-unit rewrites."""
 
 
 class PromptTemplate(BaseModel):
@@ -31,6 +32,11 @@ class GoalDefinition(BaseModel):
     baseline: dict[str, float] = Field(default_factory=dict)
     params: dict[str, Any] = Field(default_factory=dict)
     prompts: dict[str, PromptTemplate]
+    extends: str | None = Field(
+        None,
+        description="A library goal this one starts from: its loop, metrics, baseline, params "
+        "and prompts apply unless this file sets them.",
+    )
 
 
 class ResolvedGoal(BaseModel):
@@ -45,6 +51,7 @@ class ResolvedGoal(BaseModel):
     params: dict[str, Any]
     user_prompts: list[str]
     prompts: dict[str, PromptTemplate]
+    extends: str | None = Field(None, description="The library goal this goal extends, if any.")
 
     def param(self, key: str) -> Any:
         """A parameter's value; KeyError names the goal and the key."""

@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal, TypedDict
 
 from personagen.state.documents import DocumentRef
 from personagen.state.goal import ResolvedGoal
+from personagen.state.hooks import HookChange
 from personagen.state.items import PersonaProfile, QAPair
 from personagen.state.metadata import Event, IterationReport, LLMCall, StageRun
 from personagen.state.spec import RunSpec
@@ -61,6 +62,8 @@ class State(InputState, total=False):
     """Every chat-model call, with its node and tokens."""
     stages: Annotated[list[StageRun], operator.add]
     """Every node execution, with its time and usage."""
+    hook_log: Annotated[list[HookChange], operator.add]
+    """What each user hook changed."""
     rag: dict[str, Any] | None
     """The RAG sweep's result (chosen parameters and the table tried)."""
     bundle_dir: str

@@ -96,6 +96,10 @@ class Goal(_Strict):
     baseline: dict[str, float] = Field(
         default_factory=dict, description="Per-metric minimum score (0..1) a pair must reach."
     )
+    metrics: list[str] = Field(
+        default_factory=list,
+        description="Extra plugin metrics (entry-point names or 'pkg.module:function').",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -163,7 +167,9 @@ class DataSource(_Strict):
         return self.name or "inline text"
 
 
-ConstraintKind = Literal["regex", "keyword", "pii", "max_words", "min_words", "language", "topic"]
+ConstraintKind = Literal[
+    "regex", "keyword", "pii", "max_words", "min_words", "language", "topic", "plugin"
+]
 PII_KINDS = ("email", "phone", "credit_card", "ssn", "iban", "ip_address")
 
 
@@ -183,6 +189,12 @@ class ConstraintRule(_Strict):
     min_words: PositiveInt | None = None
     language: str | None = None
     topic: str | None = Field(None, min_length=3, description="LLM-judged rule in plain words.")
+    plugin: str | None = Field(
+        None, description="A constraint checker: entry-point name or 'pkg.module:function'."
+    )
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="Options passed to a plugin checker."
+    )
     name: str | None = Field(None, description="Name shown in reports.")
     applies_to: Literal["question", "answer", "both"] = "answer"
     case_sensitive: bool = False
@@ -215,7 +227,7 @@ class ConstraintRule(_Strict):
         if len(kinds) != 1:
             raise ValueError(
                 "a rule needs exactly one of regex, keyword, pii, max_words, min_words, "
-                f"language, topic (got {', '.join(kinds) or 'none'})"
+                f"language, topic, plugin (got {', '.join(kinds) or 'none'})"
             )
         if self.keyword is not None and not all(k.strip() for k in self.keyword):
             raise ValueError("keyword list holds an empty keyword")
@@ -313,6 +325,12 @@ class LLMSettings(_Strict):
         return value
 
 
+HookPoint = Literal[
+    "after_persona", "after_questions", "after_answers", "after_evaluation", "before_output"
+]
+HOOK_POINTS: tuple[str, ...] = HookPoint.__args__  # type: ignore[attr-defined]
+
+
 class RunSpec(_Strict):
     """Everything one PersonaGen run needs."""
 
@@ -322,9 +340,20 @@ class RunSpec(_Strict):
     constraints: Constraints = Field(default_factory=Constraints)
     run: RunOptions = Field(default_factory=RunOptions)
     llm: LLMSettings = Field(default_factory=LLMSettings)
+    hooks: dict[HookPoint, list[str]] = Field(
+        default_factory=dict,
+        description="User callables ('pkg.module:function') run at named points of the graph.",
+    )
     base_dir: str | None = Field(
         None, description="Directory relative paths are resolved from (set by load_spec)."
     )
+
+    @field_validator("hooks", mode="before")
+    @classmethod
+    def _hook_lists(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: [v] if isinstance(v, str) else v for k, v in value.items()}
+        return value
 
     @field_validator("data", mode="before")
     @classmethod

@@ -15,7 +15,9 @@ what the bundle says. Recording a run again replaces its child rows (idempotent)
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import logging
 import os
 import threading
 import time
@@ -23,7 +25,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 from sqlalchemy import (
@@ -56,6 +58,8 @@ from personagen.errors import PersonaGenError, RunNotFound
 from personagen.state.items import QAPair
 from personagen.state.spec import RunSpec
 from personagen.store._redact import redact, redact_url
+
+logger = logging.getLogger(__name__)
 
 DB_URL_ENV = "PERSONAGEN_DB_URL"
 DEFAULT_DB_URL = "sqlite:///.personagen/runs.sqlite"
@@ -409,9 +413,13 @@ class RunDetail(RunSummary):
 # The store
 
 
-def default_db_url() -> str:
-    """`$PERSONAGEN_DB_URL`, else a SQLite file under `.personagen/`."""
-    return os.environ.get(DB_URL_ENV) or DEFAULT_DB_URL
+def default_db_url(state_dir: str | Path | None = None) -> str:
+    """`$PERSONAGEN_DB_URL`, else `runs.sqlite` in `state_dir` (default `.personagen/`)."""
+    if os.environ.get(DB_URL_ENV):
+        return os.environ[DB_URL_ENV]
+    if state_dir is None:
+        return DEFAULT_DB_URL
+    return f"sqlite:///{Path(state_dir) / 'runs.sqlite'}"
 
 
 def _normalize_url(raw: str) -> URL:
@@ -645,7 +653,8 @@ class RunStore:
             row.status = "running"
             row.reason = None
             row.ended_at = None
-            row.started_at = row.started_at or now
+            row.runtime_seconds = None
+            row.started_at = row.started_at or now  # a resumed run keeps its first start
             row.goal = spec.goal.name
             row.persona_name = spec.persona.name
             row.provider = spec.llm.provider
@@ -658,6 +667,7 @@ class RunStore:
         now = datetime.now(UTC)
         with self._session() as session:
             row = self._run_row(session, run_id)
+            row.started_at = row.started_at or now  # first seen now, if never started here
             row.status = status
             row.reason = _clean(reason)
             row.updated_at = now
@@ -798,6 +808,23 @@ class RunStore:
             if session.execute(delete(RunRow).where(RunRow.id == run_id)).rowcount == 0:  # type: ignore[attr-defined]
                 raise UnknownRun(f"run {run_id!r} is not in the run store {self.display_url}")
 
+    async def arecord(
+        self,
+        method: Literal["record_start", "record_status", "record_finish"],
+        *args: Any,
+        **kwargs: Any,
+    ) -> bool:
+        """Call a `record_*` method in a worker thread; log a `RunStoreError`, never raise it.
+
+        For the run driver: a run must not fail because its bookkeeping did.
+        """
+        try:
+            await asyncio.to_thread(getattr(self, method), *args, **kwargs)
+        except RunStoreError as exc:
+            logger.warning("run store: %s failed: %s", method, exc)
+            return False
+        return True
+
     # -- reads -------------------------------------------------------------------------------
 
     @staticmethod
@@ -832,7 +859,8 @@ class RunStore:
         query = select(RunRow)
         if status is not None:
             query = query.where(RunRow.status == status)
-        query = query.order_by(RunRow.started_at.desc(), RunRow.id.desc()).limit(max(0, limit))
+        query = query.order_by(RunRow.started_at.desc().nulls_last(), RunRow.id.desc())
+        query = query.limit(max(0, limit))
         with self._session() as session:
             return [RunSummary(**self._summary_fields(r)) for r in session.scalars(query)]
 

@@ -1,0 +1,254 @@
+"""Programmable hooks at every point, plugins, and composition (subgraph, async, streaming)."""
+
+from __future__ import annotations
+
+import json
+import operator
+from pathlib import Path
+from typing import Annotated, Any, TypedDict
+
+import pytest
+
+import personagen
+from personagen.api import arun, aresume, astream
+from personagen.errors import PluginError, SpecError, StopRun
+from personagen.llm.fake import FakeChatModel
+from personagen.state.hooks import HookItem
+
+
+def _kw(tmp_path: Path) -> dict[str, Any]:
+    return {"out_dir": tmp_path / "out", "state_dir": tmp_path / "state"}
+
+
+def _rows(result: Any, name: str = "qa.jsonl") -> list[dict[str, Any]]:
+    return [json.loads(x) for x in (result.bundle_dir / name).read_text().splitlines()]
+
+
+def _metadata(result: Any) -> dict[str, Any]:
+    return json.loads((result.bundle_dir / "metadata.json").read_text())
+
+
+async def test_after_questions_filter_edit_add(tmp_path: Path, make_spec: Any) -> None:
+    seen: list[int] = []
+
+    def hook(items: list[HookItem], context: Any) -> list[HookItem]:
+        seen.append(len(items))
+        assert context.hook == "after_questions" and context.persona_name == "Maya"
+        first, second, *_ = items
+        first.question = "How much deposit do most lenders ask for?"
+        return [first, HookItem(question="What does a property survey cost?")]  # drop the rest
+
+    model = FakeChatModel()
+    spec = make_spec(
+        goal={"name": "qa", "params": {"num_questions": 3}, "baseline": {"answer_relevancy": 0.0}}
+    )
+    result = await arun(spec, chat_model=model, hooks={"after_questions": hook}, **_kw(tmp_path))
+    assert seen == [3]
+    questions = {p.question: p for p in result.pairs.values() if p.status != "rejected"}
+    assert set(questions) == {
+        "How much deposit do most lenders ask for?",
+        "What does a property survey cost?",
+    }
+    assert questions["What does a property survey cost?"].origin == "hook"
+    removed = [p for p in result.pairs.values() if p.status == "rejected"]
+    assert len(removed) == 2 and all(
+        "removed by hook after_questions" in p.feedback[0] for p in removed
+    )
+    assert len(model.calls_for("AnswerOut")) == 2  # removed questions were never answered
+    log = _metadata(result)["hooks"]
+    assert len(log) == 1 and len(log[0]["removed"]) == 2 and len(log[0]["added"]) == 1
+    assert len(log[0]["edited"]) == 1
+
+
+async def test_after_answers_and_before_output_edit(tmp_path: Path, make_spec: Any) -> None:
+    def shout(items: list[HookItem], context: Any) -> list[HookItem]:
+        for item in items:
+            item.answer = (item.answer or "") + " (checked)"
+        return items
+
+    def only_two(items: list[HookItem], context: Any) -> list[HookItem]:
+        return items[:2]
+
+    result = await arun(
+        make_spec(),
+        chat_model=FakeChatModel(),
+        hooks={"after_answers": shout, "before_output": only_two},
+        **_kw(tmp_path),
+    )
+    rows = _rows(result)
+    assert len(rows) == 2 and all(r["answer"].endswith("(checked)") for r in rows)
+    assert len(_rows(result, "rejected.jsonl")) == 1
+
+
+async def test_after_evaluation_and_persona_hooks(tmp_path: Path, make_spec: Any) -> None:
+    def expert(persona: Any, context: Any) -> Any:
+        return persona.model_copy(update={"expertise": "expert"})
+
+    def reject_all_but_one(items: list[HookItem], context: Any) -> list[HookItem]:
+        return items[:1]
+
+    result = await arun(
+        make_spec(run={"max_iterations": 1}),
+        chat_model=FakeChatModel(),
+        hooks={"after_persona": expert, "after_evaluation": reject_all_but_one},
+        **_kw(tmp_path),
+    )
+    assert json.loads((result.bundle_dir / "persona.json").read_text())["expertise"] == "expert"
+    assert len(result.accepted) == 1
+
+
+async def test_hook_from_spec_dotted_path(tmp_path: Path, make_spec: Any) -> None:
+    def ask_costs(request: Any) -> dict[str, Any]:
+        from personagen.llm.fake import default_response
+
+        out = default_response(request)
+        out["questions"].append({"question": "What costs should I budget for?"})
+        return out
+
+    spec = make_spec(hooks={"after_questions": "tests.plugins_pkg:drop_costs"})
+    result = await arun(
+        spec, chat_model=FakeChatModel(responders={"QuestionsOut": ask_costs}), **_kw(tmp_path)
+    )
+    assert all("cost" not in p.question.lower() for p in result.accepted)
+
+
+async def test_failing_hook_names_itself_and_run_resumes(tmp_path: Path, make_spec: Any) -> None:
+    spec = make_spec(hooks={"after_answers": "tests.plugins_pkg:broken"})
+    with pytest.raises(
+        PluginError,
+        match=r"hook after_answers \(tests.plugins_pkg:broken\) failed.*database unreachable",
+    ):
+        await arun(spec, chat_model=FakeChatModel(), run_id="h", **_kw(tmp_path))
+    model = FakeChatModel()
+    # Resume with the hook fixed (a Python hook replaces nothing in the checkpointed spec, so
+    # the broken one still runs): the spec's hook fails again, naming itself.
+    with pytest.raises(PluginError, match="database unreachable"):
+        await aresume("h", chat_model=model, **_kw(tmp_path))
+    assert model.calls_for("AnswerOut") == []  # finished answers were not redone
+
+
+async def test_stop_run_from_a_hook(tmp_path: Path, make_spec: Any) -> None:
+    calls = {"n": 0}
+
+    def stop_once(items: list[HookItem], context: Any) -> None:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise StopRun("budget review needed")
+        return None
+
+    first = await arun(
+        make_spec(),
+        chat_model=FakeChatModel(),
+        run_id="s",
+        hooks={"after_questions": stop_once},
+        **_kw(tmp_path),
+    )
+    assert first.status == "stopped" and first.reason == "budget review needed"
+    done = await aresume(
+        "s", chat_model=FakeChatModel(), hooks={"after_questions": stop_once}, **_kw(tmp_path)
+    )
+    assert done.status == "done"
+
+
+async def test_plugin_metric_in_baseline_and_plugin_constraint(
+    tmp_path: Path, make_spec: Any
+) -> None:
+    spec = make_spec(
+        goal={
+            "name": "qa",
+            "params": {"num_questions": 3},
+            "metrics": ["tests.plugins_pkg:brevity"],
+            "baseline": {"tests.plugins_pkg:brevity": 1.0},
+        },
+        constraints={
+            "filter_out": [{"plugin": "tests.plugins_pkg:mentions", "options": {"word": "survey"}}]
+        },
+        run={"max_iterations": 1},
+    )
+    result = await arun(spec, chat_model=FakeChatModel(), **_kw(tmp_path))
+    for pair in result.accepted:
+        assert pair.scores["tests.plugins_pkg:brevity"] == 1.0
+        assert "survey" not in pair.answer.lower()
+    rejected = _rows(result, "rejected.jsonl")
+    assert any("mentions 'survey'" in " ".join(r["reasons"]) for r in rejected) or any(
+        "brevity" in " ".join(r["reasons"]) for r in rejected
+    )
+    kinds = {v["kind"] for r in rejected for v in r["violations"]}
+    assert (
+        not rejected
+        or kinds <= {"plugin"}
+        or any("brevity" in " ".join(r["reasons"]) for r in rejected)
+    )
+
+
+def test_unknown_plugin_is_a_clear_spec_error(make_spec: Any) -> None:
+    from personagen.prompts.library import resolve_goal
+    from personagen.specfile import parse_spec
+
+    spec = parse_spec(make_spec(goal={"name": "qa", "metrics": ["no_such_pkg.mod:fn"]}))
+    with pytest.raises(SpecError, match="no_such_pkg.mod:fn.*cannot import"):
+        resolve_goal(spec.goal)
+    with pytest.raises(SpecError, match="no entry point"):
+        resolve_goal(parse_spec(make_spec(goal={"name": "qa", "metrics": ["unregistered"]})).goal)
+
+
+async def test_unknown_hook_point(tmp_path: Path, make_spec: Any) -> None:
+    with pytest.raises(SpecError, match="unknown hook point 'after_lunch'"):
+        await arun(
+            make_spec(), chat_model=FakeChatModel(), hooks={"after_lunch": print}, **_kw(tmp_path)
+        )
+
+
+async def test_streaming_api_yields_progress_then_result(tmp_path: Path, make_spec: Any) -> None:
+    events = [e async for e in astream(make_spec(), chat_model=FakeChatModel(), **_kw(tmp_path))]
+    stages = [e["stage"] for e in events if e["type"] == "stage" and e["event"] == "start"]
+    assert stages[:3] == ["compose_persona", "hooks_after_persona", "review_persona"]
+    assert sum(1 for e in events if e["type"] == "update" and e["node"] == "answer") == 3
+    tokens = [e["total"] for e in events if e["type"] == "tokens"]
+    assert tokens == sorted(tokens) and tokens[-1] > 0
+    assert events[-1]["type"] == "result" and events[-1]["result"].status == "done"
+
+
+async def test_personagen_as_a_subgraph(tmp_path: Path, make_spec: Any) -> None:
+    from langgraph.checkpoint.memory import InMemorySaver
+    from langgraph.graph import END, START, StateGraph
+
+    from personagen.data.chunk_store import ChunkStore
+    from personagen.graph.context import RunContext
+    from personagen.llm.factory import make_llm_client
+    from personagen.specfile import parse_spec
+
+    class Parent(TypedDict, total=False):
+        spec: Any
+        run_id: str
+        status: str
+        bundle_dir: str
+        pairs: dict[str, Any]
+        notes: Annotated[list[str], operator.add]
+
+    def summarize(state: Parent) -> dict[str, Any]:
+        accepted = [p for p in state["pairs"].values() if p.status == "accepted"]
+        return {"notes": [f"{len(accepted)} accepted in {state['bundle_dir']}"]}
+
+    parent = StateGraph(Parent, context_schema=RunContext)
+    parent.add_node("personagen", personagen.build_graph().compile())
+    parent.add_node("summarize", summarize)
+    parent.add_edge(START, "personagen")
+    parent.add_edge("personagen", "summarize")
+    parent.add_edge("summarize", END)
+    graph = parent.compile(checkpointer=InMemorySaver())
+
+    spec = parse_spec(make_spec())
+    context = RunContext(
+        llm=make_llm_client(spec.llm, chat_model=FakeChatModel()),
+        store=ChunkStore(":memory:"),
+        out_dir=tmp_path / "out",
+    )
+    out = await graph.ainvoke(
+        {"spec": spec, "run_id": "sub-1"},
+        {"configurable": {"thread_id": "parent-1"}},
+        context=context,
+    )
+    assert out["status"] == "done"
+    assert out["notes"] == [f"3 accepted in {tmp_path / 'out' / 'sub-1'}"]
+    assert (tmp_path / "out" / "sub-1" / "qa.jsonl").is_file()
