@@ -31,9 +31,9 @@ from personagen.errors import StructuredOutputError  # noqa: E402
 from personagen.llm.embedded import (  # noqa: E402
     EmbeddedChatModel,
     EmbeddedEmbeddings,
-    _cpu_threads,
     _shared_llama,
     default_model_path,
+    default_threads,
 )
 
 
@@ -187,7 +187,8 @@ async def test_concurrent_ainvoke_shares_one_model_without_blocking_the_loop() -
     assert all(r.usage_metadata and r.usage_metadata["output_tokens"] > 0 for r in replies)
     assert ticks > 5  # the loop kept running while the model worked
     path = default_model_path()
-    assert _shared_llama(path, 4096, _cpu_threads()) is _shared_llama(path, 4096, _cpu_threads())
+    threads = default_threads()
+    assert _shared_llama(path, 4096, threads) is _shared_llama(path, 4096, threads)
 
 
 def test_embeddings_dimension_and_ranking() -> None:

@@ -9,6 +9,7 @@ import pytest
 from personagen.evaluators.checks import (
     DETERMINISTIC_KINDS,
     LLM_KINDS,
+    PLUGIN_KINDS,
     check_item,
     check_rule,
     count_words,
@@ -221,8 +222,9 @@ def test_topic_rules_are_left_to_the_llm() -> None:
 
 def test_every_kind_is_classified() -> None:
     all_kinds = set(get_args(ConstraintKind))
-    assert DETERMINISTIC_KINDS | LLM_KINDS == all_kinds
+    assert DETERMINISTIC_KINDS | LLM_KINDS | PLUGIN_KINDS == all_kinds
     assert not DETERMINISTIC_KINDS & LLM_KINDS
+    assert not (DETERMINISTIC_KINDS | LLM_KINDS) & PLUGIN_KINDS
 
 
 def test_unknown_list_is_an_error() -> None:

