@@ -94,6 +94,7 @@ class _Session:
     embeddings: Embeddings | None
     progress: ProgressFn | None
     hooks: HooksArg = None
+    db_url: str | None = None
 
     def resolve_hooks(self, spec: RunSpec) -> dict[str, list[tuple[str, Any]]]:
         from personagen.evaluators.plugins import load_callable
@@ -149,6 +150,10 @@ class _Session:
         from personagen.graph.builder import build_graph
         from personagen.graph.checkpoint import default_checkpoint_path, open_checkpointer
 
+        from personagen.store.runs import RunStore, default_db_url
+
+        runs = RunStore(self.db_url or default_db_url(self.state_dir))  # a bad URL raises here
+        await runs.arecord("record_start", run_id, spec)
         context = self.context(run_id, spec, max_tokens=max_tokens)
         config: dict[str, Any] = {
             "configurable": {"thread_id": run_id},
@@ -172,6 +177,16 @@ class _Session:
                 except StopRun as exc:
                     status, reason = "stopped", str(exc) or "stopped by a hook"
                 snapshot = await graph.aget_state(config)
+        except BaseException as exc:
+            stopped = isinstance(exc, KeyboardInterrupt | asyncio.CancelledError)
+            await runs.arecord(
+                "record_status",
+                run_id,
+                "interrupted" if stopped else "failed",
+                f"{type(exc).__name__}: {exc}",
+            )
+            runs.close()
+            raise
         finally:
             context.store.close()
             totals = context.usage_log.totals(run_id)
@@ -184,6 +199,16 @@ class _Session:
             else:
                 status = values.get("status", "running") if not snapshot.next else "interrupted"
         bundle = values.get("bundle_dir")
+        if status == "done" and bundle and (Path(bundle) / "metadata.json").is_file():
+            directory = Path(bundle)
+            files = {p.name: str(p) for p in sorted(directory.iterdir()) if p.is_file()}
+            metadata = json.loads((directory / "metadata.json").read_text(encoding="utf-8"))
+            await runs.arecord(
+                "record_finish", run_id, metadata, list(values.get("pairs", {}).values()), files
+            )
+        else:
+            await runs.arecord("record_status", run_id, status, reason)
+        runs.close()
         return RunResult(
             run_id=run_id,
             status=status,
@@ -210,6 +235,7 @@ async def arun(
     max_tokens: int | None = None,
     progress: ProgressFn | None = None,
     hooks: HooksArg = None,
+    db_url: str | None = None,
 ) -> RunResult:
     """Run a spec to the end (or to its token budget); resumable by `run_id`.
 
@@ -225,10 +251,12 @@ async def arun(
         progress: called with every streamed update/custom event.
         hooks: user callables by hook point (`after_persona`, `after_questions`,
             `after_answers`, `after_evaluation`, `before_output`), added to the spec's.
+        db_url: the run store (SQLAlchemy URL); default `PERSONAGEN_DB_URL` or
+            `<state_dir>/runs.sqlite`.
     """
     resolved = _as_spec(spec)
     session = _Session(
-        Path(out_dir), Path(state_dir), checkpoint, chat_model, embeddings, progress, hooks
+        Path(out_dir), Path(state_dir), checkpoint, chat_model, embeddings, progress, hooks, db_url
     )
     rid = run_id or new_run_id()
     return await session.drive(
@@ -256,6 +284,7 @@ async def aresume(
     max_tokens: int | None = None,
     progress: ProgressFn | None = None,
     hooks: HooksArg = None,
+    db_url: str | None = None,
 ) -> RunResult:
     """Continue a run from its last checkpoint; finished nodes and tasks are not redone.
 
@@ -277,7 +306,7 @@ async def aresume(
         raise RunNotFound(f"no checkpoint for run {run_id!r} in {target}")
     spec: RunSpec = snapshot.values["spec"]
     session = _Session(
-        Path(out_dir), Path(state_dir), checkpoint, chat_model, embeddings, progress, hooks
+        Path(out_dir), Path(state_dir), checkpoint, chat_model, embeddings, progress, hooks, db_url
     )
     budget = max_tokens if max_tokens is not None else spec.run.max_tokens
     graph_input: Any = None

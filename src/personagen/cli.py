@@ -28,6 +28,16 @@ app = typer.Typer(
 )
 goals_app = typer.Typer(help="The goal library.", invoke_without_command=True)
 app.add_typer(goals_app, name="goals")
+
+
+def _mount_subcommands() -> None:
+    # Imported here so `personagen --help` stays fast; each sub-app imports lazily inside.
+    from personagen.cli_runs import runs_app
+
+    app.add_typer(runs_app, name="runs", help="Past runs from the run store.")
+
+
+_mount_subcommands()
 console = Console(stderr=True)
 out = Console()
 _debug = False

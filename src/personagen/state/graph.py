@@ -100,3 +100,4 @@ class JudgeTask(TypedDict):
     persona: PersonaProfile
     goal: ResolvedGoal
     spec: RunSpec
+    iteration: int

@@ -45,6 +45,7 @@ class SummaryNote(BaseModel):
     group: str = Field(description="Chunk id of the excerpt it was taken from, or 'combined'.")
     spans: list[Span] = Field(default_factory=list, description="Where the quote is in the data.")
     level: int = Field(0, description="0 for notes taken on the data, 1+ after merging.")
+    used: bool = Field(False, description="Given to the writer (the reduce step).")
 
     @property
     def grounded(self) -> bool:

@@ -1,0 +1,117 @@
+"""Checkpoint targets for batches: URL forms, one-time setup, and a Postgres connection pool."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from personagen.errors import PersonaGenError
+
+DB_URL_ENV = "PERSONAGEN_BATCH_DB_URL"
+"""Environment variable naming the checkpoint database (also how Ray workers receive it)."""
+
+
+class BatchError(PersonaGenError):
+    """A batch cannot start or resume; the message names the file, URL or run concerned."""
+
+
+def is_postgres(target: str | Path | None) -> bool:
+    """True for a Postgres URL (libpq form)."""
+    return str(target or "").startswith(("postgres://", "postgresql://"))
+
+
+def normalize_checkpoint(target: str | Path | None) -> str | None:
+    """A checkpoint target as `open_checkpointer` takes it.
+
+    Accepts a SQLite path, `sqlite:///path`, a libpq URL, or a SQLAlchemy-style URL such as
+    `postgresql+psycopg://...` (the driver part is dropped). None stays None (the default
+    SQLite file in the state directory).
+    """
+    if target is None:
+        return None
+    text = str(target).strip()
+    if not text:
+        return None
+    scheme, sep, rest = text.partition("://")
+    if not sep:
+        return text
+    base = scheme.split("+", 1)[0].lower()
+    if base in ("postgres", "postgresql"):
+        return f"postgresql://{rest}"
+    if base == "sqlite":
+        path = rest[1:] if rest.startswith("/") else rest
+        return path or ":memory:"
+    raise BatchError(
+        f"checkpoint {redact(text)!r}: use a SQLite path or a postgresql:// URL (got {scheme}://)"
+    )
+
+
+def redact(target: str | None) -> str:
+    """The target with any password masked, for messages."""
+    from personagen.store._redact import redact_url
+
+    return redact_url(target) if target and "://" in target else str(target)
+
+
+def without_password(target: str | None) -> str | None:
+    """The URL without its password, to be written to disk.
+
+    libpq then takes the password from `PGPASSWORD` or `~/.pgpass`, or the caller passes the
+    full URL again.
+    """
+    if not target or not is_postgres(target):
+        return target
+    parts = urlsplit(target)
+    if "@" not in parts.netloc:
+        return target
+    userinfo, host = parts.netloc.rsplit("@", 1)
+    netloc = f"{userinfo.split(':', 1)[0]}@{host}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+async def prepare_checkpoint(target: str) -> None:
+    """Create the checkpoint tables once, before any run starts.
+
+    LangGraph's Postgres `setup()` runs its migrations without a lock, so many runners
+    calling it at once on a fresh database race; after this, every later `setup()` finds
+    the migrations done and changes nothing.
+    """
+    if is_postgres(target):
+        try:
+            from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+        except ImportError as exc:  # pragma: no cover - depends on the extra
+            raise BatchError(
+                "Postgres checkpoints need: pip install 'personagen[postgres]'"
+            ) from exc
+        import psycopg
+
+        try:
+            async with AsyncPostgresSaver.from_conn_string(target) as saver:
+                await saver.setup()
+        except psycopg.Error as exc:
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise BatchError(
+                f"cannot open the checkpoint database {redact(target)}: {reason}"
+            ) from exc
+        return
+    from personagen.graph.checkpoint import open_checkpointer
+
+    async with open_checkpointer(target) as saver:
+        await saver.setup()  # type: ignore[attr-defined]
+
+
+async def open_pool(target: str, *, max_size: int) -> Any:
+    """An open `psycopg_pool.AsyncConnectionPool` configured as `AsyncPostgresSaver` needs."""
+    from psycopg.rows import dict_row
+    from psycopg_pool import AsyncConnectionPool
+
+    pool: Any = AsyncConnectionPool(
+        target,
+        min_size=1,
+        max_size=max(2, max_size),
+        open=False,
+        kwargs={"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row},
+    )
+    await pool.open(wait=True, timeout=30)
+    return pool

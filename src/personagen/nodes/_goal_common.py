@@ -1,0 +1,393 @@
+"""Helpers shared by the summary and rewrite loop nodes. No node logic.
+
+Grounding claims in the data, checking a generated text against the spec's constraints,
+gating an output on the baseline, and scoring a pass. The constraint semantics are the Q/A
+loop's (`personagen.evaluators.checks`): a generated text is checked as the `answer` field,
+so rules with `applies_to: answer` or `both` apply and question-only rules do not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Sequence
+from statistics import fmean
+from typing import Any, TypeVar
+
+from langchain_core.messages import BaseMessage
+from pydantic import BaseModel
+
+from personagen.errors import StructuredOutputError
+from personagen.evaluators.checks import check_item, is_llm_rule
+from personagen.evaluators.grounding import find_quote, ground_quotes
+from personagen.evaluators.language import is_language
+from personagen.evaluators.topic import check_topic_rule
+from personagen.graph.context import RunContext
+from personagen.llm._text import content_words
+from personagen.nodes._common import prompt_vars
+from personagen.prompts.library import render
+from personagen.prompts.schemas_goals import ClaimsOut, SummaryDraftOut
+from personagen.state.documents import Span
+from personagen.state.goal import ResolvedGoal
+from personagen.state.items import PersonaProfile, RetrievedContext
+from personagen.state.metadata import IterationReport
+from personagen.state.outputs import Claim, JudgedOutput, SummaryDraft, SummaryNote, SummarySection
+from personagen.state.results import Violation
+from personagen.state.spec import Constraints
+
+T = TypeVar("T", bound=BaseModel)
+J = TypeVar("J", bound=JudgedOutput)
+
+
+# --- prompts and model calls --------------------------------------------------------------
+
+
+def goal_messages(
+    ctx: RunContext, goal: ResolvedGoal, persona: PersonaProfile, key: str, **variables: Any
+) -> list[BaseMessage]:
+    """Render one of the goal's prompts with the variables every prompt gets plus `variables`.
+
+    Every prompt sees the persona, their language, the user's supplemental prompts
+    (`user_prompts`) and the goal's params (`params`).
+    """
+    return render(
+        goal.prompts[key],
+        embedded=ctx.llm.small_model,
+        **prompt_vars(persona, goal),
+        params=goal.params,
+        **variables,
+    )
+
+
+async def ask(ctx: RunContext, messages: list[BaseMessage], schema: type[T]) -> T:
+    """One structured call, within the run's concurrency limit."""
+    async with ctx.semaphore:
+        return await ctx.llm.structured(messages, schema)
+
+
+def to_context(span: Span, ident: str) -> RetrievedContext:
+    """A span of source text as a context the grounding helpers search first."""
+    return RetrievedContext(
+        chunk_id=ident,
+        doc_id=span.doc_id,
+        start=span.start,
+        end=span.end,
+        score=1.0,
+        text=span.text,
+    )
+
+
+def ground(
+    quote: str, contexts: list[RetrievedContext], doc_ids: Sequence[str], ctx: RunContext
+) -> list[Span]:
+    """Spans of `quote`: in the contexts, their documents, then every document of the run."""
+    spans, _ = ground_quotes([quote], contexts, ctx.store.get_text)
+    if spans:
+        return spans
+    searched = {c.doc_id for c in contexts}
+    for doc_id in doc_ids:
+        if doc_id in searched:
+            continue
+        text = ctx.store.get_text(doc_id)
+        found = find_quote(quote, text)
+        if found:
+            return [
+                Span(doc_id=doc_id, start=found[0], end=found[1], text=text[found[0] : found[1]])
+            ]
+    return []
+
+
+def batches(texts: Sequence[str], max_chars: int) -> list[list[int]]:
+    """Indices of `texts` grouped in order, each group at most `max_chars` (or one text)."""
+    groups: list[list[int]] = []
+    size = 0
+    for index, text in enumerate(texts):
+        if groups and size + len(text) <= max_chars:
+            groups[-1].append(index)
+            size += len(text)
+        else:
+            groups.append([index])
+            size = len(text)
+    return groups
+
+
+def rank_notes(notes: Sequence[SummaryNote], text: str, k: int) -> list[SummaryNote]:
+    """The `k` notes sharing the most content words with `text` (ties in note order)."""
+    wanted = set(content_words(text))
+
+    def overlap(note: SummaryNote) -> int:
+        return len(wanted & set(content_words(f"{note.point} {note.quote}")))
+
+    ranked = sorted(enumerate(notes), key=lambda pair: (-overlap(pair[1]), pair[0]))
+    return [note for _, note in ranked[:k]]
+
+
+# --- judging ------------------------------------------------------------------------------
+
+
+async def judge_claims(
+    ctx: RunContext,
+    goal: ResolvedGoal,
+    persona: PersonaProfile,
+    *,
+    output: str,
+    evidence: list[RetrievedContext],
+    doc_ids: Sequence[str],
+    part: int | None,
+) -> list[Claim]:
+    """The claims of `output`, each with the source spans its quote was found at.
+
+    Raises:
+        StructuredOutputError: the judge's output could not be obtained.
+    """
+    messages = goal_messages(
+        ctx, goal, persona, "claims", sources=[c.text for c in evidence], output=output
+    )
+    out = await ask(ctx, messages, ClaimsOut)
+    claims = []
+    for item in out.claims:
+        text, quote = item.claim.strip(), item.quote.strip()
+        if not text:
+            continue
+        spans = ground(quote, evidence, doc_ids, ctx) if quote else []
+        claims.append(Claim(text=text, quote=quote, supported=bool(spans), spans=spans, part=part))
+    return claims
+
+
+def faithfulness(claims: Sequence[Claim]) -> tuple[float | None, str]:
+    """Share of claims found in the sources, and the reason in words."""
+    if not claims:
+        return None, "faithfulness could not be judged: the judge listed no claims"
+    supported = sum(c.supported for c in claims)
+    reason = f"{supported} of {len(claims)} claim(s) found in the sources"
+    missing = [c.text for c in claims if not c.supported]
+    if missing:
+        reason += "; not supported by the sources: " + "; ".join(
+            f'"{t[:100]}"' for t in missing[:4]
+        )
+    return round(supported / len(claims), 4), reason
+
+
+async def plugin_scores(
+    goal: ResolvedGoal,
+    builtin: Sequence[str],
+    persona: PersonaProfile,
+    *,
+    task: str,
+    output: str,
+    contexts: list[str],
+) -> tuple[dict[str, float], dict[str, str]]:
+    """Scores of the goal's plugin metrics (those not built into the loop)."""
+    extra = [m for m in goal.metrics if m not in builtin]
+    if not extra:
+        return {}, {}
+    from personagen.evaluators.plugins import score_plugin_metric
+
+    scores: dict[str, float] = {}
+    reasons: dict[str, str] = {}
+    for metric in extra:
+        value, reason = await score_plugin_metric(
+            metric, question=task, answer=output, contexts=contexts, persona=persona
+        )
+        scores[metric] = round(value, 4)
+        reasons[metric] = reason
+    return scores, reasons
+
+
+async def output_violations(
+    ctx: RunContext,
+    constraints: Constraints,
+    text: str,
+    *,
+    language: str,
+    check_language: bool,
+) -> list[Violation]:
+    """Constraint violations of a generated text (checked as the `answer` field)."""
+    found = [v for v in check_item(constraints, question="", answer=text) if v.field == "answer"]
+    checks = []
+    for list_name, rule in constraints.rules:
+        if rule.applies_to == "question":
+            continue
+        if is_llm_rule(rule):
+            checks.append(check_topic_rule(ctx.llm, rule, list_name, "answer", text))
+        elif rule.kind == "plugin":
+            from personagen.evaluators.plugins import check_plugin_rule
+
+            checks.append(check_plugin_rule(rule, list_name, "answer", text))
+    async with ctx.semaphore:
+        results = await asyncio.gather(*checks, return_exceptions=True)
+    for result in results:
+        if isinstance(result, StructuredOutputError):
+            found.append(
+                Violation(
+                    rule="topic",
+                    kind="topic",
+                    list="check_for",
+                    field="answer",
+                    reason=f"a topic rule could not be judged: {result}",
+                )
+            )
+        elif isinstance(result, BaseException):
+            raise result
+        elif result is not None:
+            found.append(result)
+    if check_language and is_language(text, language) is False:
+        found.append(
+            Violation(
+                rule=f"persona language:{language}",
+                kind="language",
+                list="check_for",
+                field="answer",
+                reason=f"the text is not in the persona's language ({language})",
+            )
+        )
+    return found
+
+
+# --- gating and scoring -------------------------------------------------------------------
+
+
+def gate(item: J, baseline: dict[str, float], extra: Sequence[str] = ()) -> J:
+    """Accept the output when every baselined metric is met and nothing is violated."""
+    reasons: list[str] = []
+    for metric, minimum in baseline.items():
+        value = item.scores.get(metric)
+        why = item.reasons.get(metric, "")
+        if value is None:
+            reasons.append(why or f"{metric} could not be judged")
+        elif value < minimum:
+            reasons.append(f"{metric} {value:.2f} is below {minimum:.2f}: {why}".rstrip(": "))
+    reasons.extend(extra)
+    reasons.extend(str(v.reason) for v in item.violations)
+    return item.model_copy(
+        update={"status": "failing" if reasons else "accepted", "feedback": reasons}
+    )
+
+
+def pass_report(
+    items: Sequence[JudgedOutput], baseline: dict[str, float], iteration: int
+) -> IterationReport:
+    """Scores and counts of a pass: means over judged outputs, shortfalls, the verdict.
+
+    The baseline is met when at least one output is accepted and none is failing.
+    """
+    judged = [i for i in items if i.status in ("accepted", "failing")]
+    metrics = sorted({m for i in judged for m in i.scores})
+    scores = {
+        m: round(fmean(i.scores[m] for i in judged if m in i.scores), 4)
+        for m in metrics
+        if any(m in i.scores for i in judged)
+    }
+    statuses = Counter(i.status for i in items)
+    accepted, failing = statuses["accepted"], statuses["failing"]
+    shortfalls: list[str] = []
+    for metric, minimum in baseline.items():
+        below = [i for i in judged if i.scores.get(metric, -1.0) < minimum]
+        if below:
+            shortfalls.append(
+                f"{metric}: {len(below)} output(s) below {minimum:.2f} "
+                f"(mean {scores.get(metric, 0):.2f})"
+            )
+    rules = Counter(v.rule for i in items if i.status == "failing" for v in i.violations)
+    shortfalls.extend(f"constraint {rule}: {n} violation(s)" for rule, n in rules.most_common())
+    errors = sum(1 for i in items if i.status == "failing" and i.error)
+    if errors:
+        shortfalls.append(f"{errors} output(s) could not be generated")
+    if not accepted and not failing:
+        shortfalls.append("nothing was produced to judge")
+    return IterationReport(
+        iteration=iteration,
+        scores=scores,
+        accepted=accepted,
+        failing=failing,
+        unanswerable=statuses["not_applicable"],
+        baseline_met=accepted >= 1 and failing == 0,
+        shortfalls=shortfalls,
+    )
+
+
+def loop_ends(report: IterationReport, iteration: int, max_iterations: int) -> bool:
+    """Whether the pass just scored is the last: baseline met, nothing to refine, or no time."""
+    return report.baseline_met or report.failing == 0 or iteration >= max_iterations
+
+
+def reject_failing(items: dict[str, J]) -> dict[str, J]:
+    """At the last pass, failing outputs become rejected (their reasons stay with them)."""
+    return {
+        key: item.model_copy(update={"status": "rejected"})
+        for key, item in items.items()
+        if item.status == "failing"
+    }
+
+
+def snapshot(item: JudgedOutput, text: str) -> dict[str, object]:
+    """An earlier version of an output, kept in its history with why it was reworked."""
+    return {
+        "iteration": item.iteration,
+        "text": text,
+        "scores": dict(item.scores),
+        "reasons": list(item.feedback),
+    }
+
+
+# --- the summary writer (first pass and refinement) ---------------------------------------
+
+WRITE_FAILED = "writing the summary failed"
+
+
+async def write_draft(
+    ctx: RunContext,
+    goal: ResolvedGoal,
+    persona: PersonaProfile,
+    notes: list[SummaryNote],
+    *,
+    previous: SummaryDraft | None,
+    iteration: int,
+) -> SummaryDraft:
+    """Write the summary from the notes, or rewrite it fixing the previous version's problems.
+
+    When writing fails, the previous version is kept (failing, with the error as a reason).
+    """
+    messages = goal_messages(
+        ctx,
+        goal,
+        persona,
+        "reduce",
+        notes=notes,
+        target_words=int(goal.param("target_words")),
+        max_sections=min(8, int(goal.param("max_sections"))),
+        previous=previous.markdown() if previous is not None and previous.sections else "",
+        feedback=previous.feedback if previous is not None else [],
+    )
+    attempts = previous.attempts + 1 if previous is not None else 1
+    base = previous or SummaryDraft()
+    kept = [f for f in base.feedback if not f.startswith(WRITE_FAILED)]
+    try:
+        out = await ask(ctx, messages, SummaryDraftOut)
+    except StructuredOutputError as exc:
+        problem, error = f"{WRITE_FAILED}: {exc}", str(exc)
+    else:
+        sections = [
+            SummarySection(heading=s.heading.strip(), text=s.text.strip())
+            for s in out.sections
+            if s.text.strip()
+        ]
+        if sections:
+            return SummaryDraft(
+                status="generated",
+                title=out.title.strip(),
+                sections=sections,
+                attempts=attempts,
+                iteration=iteration,
+                history=base.history,
+            )
+        problem, error = f"{WRITE_FAILED}: the summary was empty", "empty summary"
+    return base.model_copy(
+        update={
+            "status": "failing",
+            "error": error,
+            "feedback": [*kept, problem],
+            "attempts": attempts,
+            "iteration": iteration,
+        }
+    )
