@@ -196,3 +196,40 @@ def test_llama_cpp_converter_accepts_the_result() -> None:
     for model in (Answer, Batch, Quote):
         gbnf = converter.json_schema_to_gbnf(json.dumps(bound_schema(model.model_json_schema())))
         assert "root ::=" in gbnf
+
+
+# render_prompt needs no model either: how messages become llama.cpp prompts.
+
+
+def test_render_prompt_formats() -> None:
+    from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
+
+    from personagen.llm.embedded import render_prompt
+
+    messages = [SystemMessage("Be brief."), HumanMessage("Hi?")]
+    chatml, stops = render_prompt(messages, "chatml")
+    assert chatml == (
+        "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi?<|im_end|>\n"
+        "<|im_start|>assistant\n"
+    )
+    assert "<|im_end|>" in stops
+
+    gemma, stops = render_prompt(messages, "gemma")  # no system role: merged into the user turn
+    assert gemma == "<start_of_turn>user\nBe brief.\n\nHi?<end_of_turn>\n<start_of_turn>model\n"
+    assert "<end_of_turn>" in stops
+
+    completion, stops = render_prompt([*messages, AIMessage('{"a":')], "completion")
+    assert completion == 'Be brief.\n\nHi?\n\n{"a":' and stops == []
+
+    prefilled, _ = render_prompt([HumanMessage("Hi?"), AIMessage("Sure")], "chatml")
+    assert prefilled.endswith("<|im_start|>assistant\nSure")
+
+
+@pytest.mark.parametrize(("messages", "fmt"), [([], "chatml"), (["x"], "nope")])
+def test_render_prompt_rejects(messages: list[str], fmt: str) -> None:
+    from langchain_core.messages import HumanMessage
+
+    from personagen.llm.embedded import render_prompt
+
+    with pytest.raises(ValueError):
+        render_prompt([HumanMessage(m) for m in messages], fmt)

@@ -37,5 +37,18 @@ def _cache_class() -> type:
 
 def with_response_cache(chat: BaseChatModel, path: Path) -> BaseChatModel:
     """A copy of `chat` whose responses are cached in the SQLite file at `path`."""
+    from sqlalchemy import event
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    return chat.model_copy(update={"cache": _cache_class()(str(path))})
+    cache = _cache_class()(str(path))
+
+    @event.listens_for(cache.engine, "connect")
+    def _pragmas(connection: Any, _record: Any) -> None:
+        # WAL + NORMAL: no fsync per cached response; a killed process loses nothing.
+        cursor = connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    cache.engine.dispose()  # connections made before the listener get the pragmas too
+    return chat.model_copy(update={"cache": cache})

@@ -31,7 +31,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from langchain_core.callbacks import (
     AsyncCallbackManagerForLLMRun,
@@ -494,8 +494,9 @@ class EmbeddedChatModel(BaseChatModel):
             stop: Extra stop strings for this call.
             run_manager: LangChain callback manager (unused: no token streaming).
             **kwargs: Per-call `max_tokens`, `temperature`, `seed`, `top_p`, `top_k`,
-                `min_p`, `repeat_penalty`, and `response_format` (OpenAI style:
-                `{"type": "json_object", "schema": {...}}` constrains the output).
+                `min_p`, `repeat_penalty`, `chat_format` (see `ChatFormat`), and
+                `response_format` (OpenAI style: `{"type": "json_object", "schema": {...}}`
+                constrains the output).
 
         Returns:
             One generation whose `AIMessage` carries usage and finish-reason metadata.
@@ -506,7 +507,8 @@ class EmbeddedChatModel(BaseChatModel):
         shared = _shared_llama(
             self._resolved_path(), self.n_ctx, self.n_threads or default_threads()
         )
-        fmt = shared.chat_format if self.chat_format == "auto" else self.chat_format
+        requested = kwargs.get("chat_format") or self.chat_format
+        fmt = shared.chat_format if requested == "auto" else requested
         template = shared.template if fmt == "template" else None
         prompt, format_stops = render_prompt(messages, fmt, template)
         stops = list(dict.fromkeys([*format_stops, *(self.stop or []), *(stop or [])]))
@@ -546,7 +548,7 @@ class EmbeddedChatModel(BaseChatModel):
         text = choice["text"]
         if not isinstance(messages[-1], AIMessage):
             text = text.strip()
-        usage = response.get("usage") or {}
+        usage: dict[str, Any] = dict(response.get("usage") or {})
         input_tokens = int(usage.get("prompt_tokens", n_prompt))
         output_tokens = int(usage.get("completion_tokens", 0))
         finish_reason = choice.get("finish_reason") or "stop"
@@ -611,8 +613,9 @@ class EmbeddedChatModel(BaseChatModel):
             include_raw: Return `{"raw": AIMessage, "parsed": ..., "parsing_error": ...}`
                 instead of raising on a parse failure.
             **kwargs: `max_string` and `max_items` (the bounds given to unbounded strings
-                and arrays, default 400 and 8); `method` and `strict` are accepted and
-                ignored (there is only the grammar method).
+                and arrays, default 400 and 8); `chat_format` for these calls only (e.g.
+                `"completion"` for a completion-style few-shot prompt); `method` and
+                `strict` are accepted and ignored (there is only the grammar method).
 
         Returns:
             A Runnable taking the same input as the chat model.
@@ -624,6 +627,12 @@ class EmbeddedChatModel(BaseChatModel):
         kwargs.pop("strict", None)
         max_string = int(kwargs.pop("max_string", 400))
         max_items = int(kwargs.pop("max_items", 8))
+        call_options: dict[str, Any] = {}
+        chat_format = kwargs.pop("chat_format", None)
+        if chat_format is not None:
+            if chat_format not in get_args(ChatFormat):
+                raise ValueError(f"unknown chat_format {chat_format!r}")
+            call_options["chat_format"] = chat_format
         if kwargs:
             raise ValueError(f"unsupported arguments: {sorted(kwargs)}")
 
@@ -638,6 +647,7 @@ class EmbeddedChatModel(BaseChatModel):
         _grammar_text(json.dumps(bounded))  # fail now, not at the first call
 
         llm = self.bind(
+            **call_options,
             response_format={"type": "json_object", "schema": bounded},
             ls_structured_output_format={
                 "kwargs": {"method": "json_schema"},

@@ -162,6 +162,9 @@ class UsageLog:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
+        # WAL + NORMAL survives a killed process (the case that matters here) without an
+        # fsync per call; a power cut may lose the last few records.
+        self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS llm_calls (run_id TEXT NOT NULL, node TEXT, model TEXT,"
             " input_tokens INTEGER, output_tokens INTEGER, seconds REAL, cached INTEGER,"

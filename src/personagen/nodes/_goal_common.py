@@ -12,7 +12,7 @@ import asyncio
 from collections import Counter
 from collections.abc import Sequence
 from statistics import fmean
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from langchain_core.messages import BaseMessage
 from pydantic import BaseModel
@@ -29,14 +29,27 @@ from personagen.prompts.library import render
 from personagen.prompts.schemas_goals import ClaimsOut, SummaryDraftOut
 from personagen.state.documents import Span
 from personagen.state.goal import ResolvedGoal
+from personagen.state.graph import State
 from personagen.state.items import PersonaProfile, RetrievedContext
 from personagen.state.metadata import IterationReport
-from personagen.state.outputs import Claim, JudgedOutput, SummaryDraft, SummaryNote, SummarySection
+from personagen.state.outputs import (
+    Claim,
+    GoalLoopState,
+    JudgedOutput,
+    SummaryDraft,
+    SummaryNote,
+    SummarySection,
+)
 from personagen.state.results import Violation
 from personagen.state.spec import Constraints
 
 T = TypeVar("T", bound=BaseModel)
 J = TypeVar("J", bound=JudgedOutput)
+
+
+def loop_keys(state: State) -> GoalLoopState:
+    """The summary and rewrite keys of the state, typed (whether or not `State` declares them)."""
+    return cast(GoalLoopState, state)
 
 
 # --- prompts and model calls --------------------------------------------------------------

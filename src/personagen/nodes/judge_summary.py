@@ -28,6 +28,7 @@ from personagen.nodes._goal_common import (
     goal_messages,
     judge_claims,
     loop_ends,
+    loop_keys,
     output_violations,
     pass_report,
     plugin_scores,
@@ -52,9 +53,10 @@ def _needs(state: State) -> list[str]:
 @instrumented("judge_summary")
 async def judge_summary(state: State, runtime: Runtime[RunContext]) -> dict[str, Any]:
     """Judge a freshly written summary, gate it, and report the pass."""
-    ctx, goal, persona = runtime.context, state["goal"], state["persona"]
-    draft: SummaryDraft = state["summary"]  # type: ignore[typeddict-item]
-    notes: list[SummaryNote] = [n for n in state.get("summary_notes", []) if n.used]  # type: ignore[typeddict-item]
+    ctx, goal = runtime.context, state["goal"]
+    keys = loop_keys(state)
+    draft = keys["summary"]
+    notes = [n for n in keys.get("summary_notes", []) if n.used]
     events: list[Event] = []
     if draft.status == "generated":
         draft = await _judge(ctx, state, draft, notes, events)
@@ -94,7 +96,9 @@ async def _judge(
         )
 
     async def coverage_of(need: str) -> NeedCoverageOut:
-        messages = goal_messages(ctx, goal, persona, "coverage", need=need, notes=notes, summary=text)
+        messages = goal_messages(
+            ctx, goal, persona, "coverage", need=need, notes=notes, summary=text
+        )
         return await ask(ctx, messages, NeedCoverageOut)
 
     async def fit() -> SummaryFitOut | None:
@@ -209,7 +213,9 @@ def _coverage(needs: list[NeedCoverage]) -> tuple[float | None, str]:
     scored = [n for n in addressed if n.score is not None]
     value = round(sum(n.score for n in scored if n.score is not None) / len(addressed), 4)
     weak = [n for n in addressed if (n.score or 0.0) < 0.75]
-    reason = f"{len(addressed) - len(weak)} of {len(addressed)} need(s) the data addresses are covered"
+    reason = (
+        f"{len(addressed) - len(weak)} of {len(addressed)} need(s) the data addresses are covered"
+    )
     if weak:
         reason += "; cover better: " + "; ".join(f"{n.need} ({n.reason})" for n in weak[:4])
     return value, reason
