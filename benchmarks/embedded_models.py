@@ -7,7 +7,8 @@ styles:
 
 - `chat-0shot`: the model's chat format, instructions only;
 - `chat-1shot`: the chat format with one worked example as an earlier user/model exchange;
-- `completion`: completion-style few-shot text, no role markers (for base models).
+- `completion`: completion-style few-shot text, no role markers (for base models);
+- `comp-chat`: the same few-shot text sent as one user turn in the model's chat format.
 
 Tasks, all grammar-constrained through `with_structured_output`:
 
@@ -187,7 +188,7 @@ SYSTEM_ANSWER = "You answer questions from the given context only. Reply in JSON
 def build_messages(style: str, task: str, **inputs: str) -> list[Any]:
     from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 
-    if style == "completion":
+    if style in ("completion", "comp-chat"):
         text = (
             questions_completion(**inputs) if task == "questions" else answer_completion(**inputs)
         )
@@ -500,7 +501,7 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=3, help="Calls per task and style.")
     parser.add_argument("--smollm2-gguf", help="Path of SmolLM2-135M-Instruct.Q4_1.gguf.")
     parser.add_argument(
-        "--styles", default="chat-0shot,chat-1shot,completion", help="Comma-separated."
+        "--styles", default="chat-0shot,chat-1shot,completion,comp-chat", help="Comma-separated."
     )
     parser.add_argument("--models", default="gemma3-270m,smollm2-135m", help="Comma-separated.")
     parser.add_argument("--json", help="Write all results (with output samples) here.")
@@ -518,9 +519,12 @@ def main() -> None:
         print(json.dumps(result))
         return
 
-    from personagen.llm.embedded import default_model_path
+    from personagen.llm.embedded import packaged_model_path
 
-    ggufs = {"gemma3-270m": default_model_path(), "smollm2-135m": find_smollm2(args.smollm2_gguf)}
+    ggufs = {
+        "gemma3-270m": packaged_model_path("gemma3-270m"),
+        "smollm2-135m": find_smollm2(args.smollm2_gguf),
+    }
     all_results = []
     for key in [m for m in args.models.split(",") if m]:
         gguf = ggufs.get(key)

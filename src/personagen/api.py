@@ -20,6 +20,7 @@ from typing import Any
 
 from langchain_core.embeddings import Embeddings
 from langchain_core.language_models import BaseChatModel
+from langchain_core.runnables import RunnableConfig
 
 from personagen.errors import BudgetExhausted, RunNotFound, SpecError, StopRun
 from personagen.state.items import QAPair
@@ -65,7 +66,7 @@ class RunResult:
         """The bundle's metadata.json (empty before the run finished)."""
         if self.bundle_dir is None or not (self.bundle_dir / "metadata.json").is_file():
             return {}
-        return json.loads((self.bundle_dir / "metadata.json").read_text(encoding="utf-8"))  # type: ignore[no-any-return]
+        return json.loads((self.bundle_dir / "metadata.json").read_text(encoding="utf-8"))
 
 
 def new_run_id() -> str:
@@ -101,10 +102,12 @@ class _Session:
         from personagen.state.spec import HOOK_POINTS
 
         resolved: dict[str, list[tuple[str, Any]]] = {}
-        for point, refs in spec.hooks.items():
+        for spec_point, refs in spec.hooks.items():
             for ref in refs:
-                resolved.setdefault(point, []).append((ref, load_callable(ref)))
-        for point, given in (self.hooks or {}).items():
+                resolved.setdefault(spec_point, []).append((ref, load_callable(ref)))
+        given: Any
+        for point_name, given in (self.hooks or {}).items():
+            point = str(point_name)
             if point not in HOOK_POINTS:
                 raise SpecError(
                     f"hooks: unknown hook point {point!r} (points: {', '.join(HOOK_POINTS)})"
@@ -155,7 +158,7 @@ class _Session:
         runs = RunStore(self.db_url or default_db_url(self.state_dir))  # a bad URL raises here
         await runs.arecord("record_start", run_id, spec)
         context = self.context(run_id, spec, max_tokens=max_tokens)
-        config: dict[str, Any] = {
+        config: RunnableConfig = {
             "configurable": {"thread_id": run_id},
             "callbacks": [context.recorder],
             "recursion_limit": 20 + 8 * spec.run.max_iterations,
@@ -299,7 +302,7 @@ async def aresume(
     from personagen.graph.checkpoint import default_checkpoint_path, open_checkpointer
 
     target = checkpoint or str(default_checkpoint_path(Path(state_dir)))
-    config = {"configurable": {"thread_id": run_id}}
+    config: RunnableConfig = {"configurable": {"thread_id": run_id}}
     async with open_checkpointer(target) as saver:
         snapshot = await build_graph().compile(checkpointer=saver).aget_state(config)
     if not snapshot.values:

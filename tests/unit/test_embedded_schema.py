@@ -233,3 +233,18 @@ def test_render_prompt_rejects(messages: list[str], fmt: str) -> None:
 
     with pytest.raises(ValueError):
         render_prompt([HumanMessage(m) for m in messages], fmt)
+
+
+@pytest.mark.parametrize(
+    ("node", "expected"),
+    [
+        ({"type": "integer", "minimum": 1, "maximum": 3}, {"enum": [1, 2, 3]}),
+        ({"type": "integer", "exclusiveMinimum": 0, "exclusiveMaximum": 3}, {"enum": [1, 2]}),
+        ({"type": "integer", "exclusiveMinimum": 0.5, "maximum": 2.5}, {"enum": [1, 2]}),
+        ({"type": "integer", "minimum": 0, "maximum": 1000}, {"type": "integer"}),
+        ({"type": "integer", "minimum": 0}, {"type": "integer"}),
+        ({"type": "number", "minimum": 0, "maximum": 1}, {"type": "number"}),
+    ],
+)
+def test_numbers(node: dict[str, Any], expected: dict[str, Any]) -> None:
+    assert bound_schema(node) == expected

@@ -11,21 +11,22 @@ Ray cluster with Postgres checkpoints, the `ray` extra).
 
 from __future__ import annotations
 
-from personagen.batch.runner import BatchReport, arun_batch, aresume_batch, resume_batch, run_batch
-from personagen.batch.spec import BatchItem, BatchSpec, expand_batch, load_batch
+from personagen.batch.runner import BatchReport, aresume_batch, arun_batch, resume_batch, run_batch
+from personagen.batch.spec import BatchItem, BatchPlan, BatchSpec, load_batch, parse_batch
 from personagen.batch.summary import BatchProgress
 from personagen.batch.unit import ModelRef, run_or_resume
 
 __all__ = [
     "BatchItem",
+    "BatchPlan",
     "BatchProgress",
     "BatchReport",
     "BatchSpec",
     "ModelRef",
     "aresume_batch",
     "arun_batch",
-    "expand_batch",
     "load_batch",
+    "parse_batch",
     "resume_batch",
     "run_batch",
     "run_or_resume",

@@ -38,12 +38,13 @@ def _usage_tokens(state_dir: Path) -> Any:
 
 
 async def tick_tokens(summary: BatchSummary, fetch: Any, interval: float) -> None:
-    """Every `interval` seconds, report running runs' tokens to the summary (until cancelled).
+    """Every `interval` seconds, flush `batch.json` and report running runs' tokens.
 
-    Progress is best effort: a failed poll is skipped, never raised.
+    Runs until cancelled. Progress is best effort: a failed poll is skipped, never raised.
     """
     while True:
         await asyncio.sleep(interval)
+        summary.flush()
         running = summary.running_ids()
         if not running:
             continue

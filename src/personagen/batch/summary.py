@@ -150,6 +150,7 @@ class BatchSummary:
         self._live_tokens: dict[str, int] = {}
         self._started: dict[str, float] = {}
         self._last_write = 0.0
+        self._dirty = False
         earlier = {r["id"]: r for r in (previous or {}).get("runs", []) if "id" in r}
         self.records: dict[str, RunRecord] = {}
         for run_id, label in runs:
@@ -235,7 +236,8 @@ class BatchSummary:
         """Tokens spent so far by running runs (reported periodically by the backend)."""
         with self._lock:
             for run_id, count in tokens.items():
-                if self.records.get(run_id) is not None and self.records[run_id].status == "running":
+                record = self.records.get(run_id)
+                if record is not None and record.status == "running":
                     self._live_tokens[run_id] = int(count)
         self._notify(None)
 
@@ -303,13 +305,25 @@ class BatchSummary:
             }
 
     def write(self, *, force: bool = False, final: bool = False) -> None:
-        """Rewrite `batch.json` (unless it was written less than `write_interval` ago)."""
+        """Rewrite `batch.json`, unless it was written less than `write_interval` ago.
+
+        A skipped write leaves the summary dirty; `flush` (called periodically by the
+        backends) writes it, so `batch.json` lags by at most a few seconds.
+        """
         with self._lock:
             now = time.monotonic()
             if not (force or final) and now - self._last_write < self.write_interval:
+                self._dirty = True
                 return
             self._last_write = now
+            self._dirty = False
             _atomic_write(self.batch_dir / SUMMARY, self.to_dict(final=final))
+
+    def flush(self) -> None:
+        """Write `batch.json` if a change has not been written yet."""
+        with self._lock:
+            if self._dirty:
+                self.write(force=True)
 
     def close(self) -> dict[str, Any]:
         """Write the final `batch.json` and return it."""
@@ -319,4 +333,3 @@ class BatchSummary:
                     record.status = "interrupted"
             self.write(final=True)
             return self.to_dict(final=True)
-

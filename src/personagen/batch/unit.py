@@ -77,7 +77,7 @@ class ModelRef:
             key: value.replace("{run_id}", run_id) if isinstance(value, str) else value
             for key, value in self.kwargs.items()
         }
-        return target(**kwargs)  # type: ignore[no-any-return]
+        return target(**kwargs)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready form (see `from_dict`)."""
@@ -182,9 +182,7 @@ async def _memory_lock(run_id: str, *, timeout: float) -> AsyncIterator[bool]:
             _memory_locks.discard(run_id)
 
 
-def run_lock(
-    run_id: str, target: str, *, timeout: float = 0.0, pool: Any | None = None
-) -> Any:
+def run_lock(run_id: str, target: str, *, timeout: float = 0.0, pool: Any | None = None) -> Any:
     """An async context manager yielding True when this runner holds the run's lock.
 
     Args:
@@ -205,7 +203,7 @@ async def read_state(run_id: str, target: str, *, pool: Any | None = None) -> An
     from personagen.graph.builder import build_graph
     from personagen.graph.checkpoint import open_checkpointer, serializer
 
-    config = {"configurable": {"thread_id": run_id}}
+    config: Any = {"configurable": {"thread_id": run_id}}
     if pool is not None:
         from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 

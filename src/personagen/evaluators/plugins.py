@@ -59,7 +59,7 @@ def load_callable(ref: str, group: str | None = None) -> Callable[..., Any]:
             raise SpecError(f"plugin {ref!r}: loading its entry point failed: {exc}") from exc
     if not callable(target):
         raise SpecError(f"plugin {ref!r} is not callable")
-    return target  # type: ignore[no-any-return]
+    return target
 
 
 async def call(fn: Callable[..., Any], *args: Any, what: str = "", **kwargs: Any) -> Any:

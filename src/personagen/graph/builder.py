@@ -47,7 +47,7 @@ from personagen.state.graph import InputState, OutputState, State
 LLM_RETRY = RetryPolicy(max_attempts=2, initial_interval=2.0, retry_on=is_transient)
 
 
-def build_graph() -> StateGraph:
+def build_graph() -> StateGraph[State, RunContext, InputState, OutputState]:
     """The uncompiled Q/A graph (input: `InputState`, output: `OutputState`)."""
     builder = StateGraph(
         State, context_schema=RunContext, input_schema=InputState, output_schema=OutputState
@@ -68,10 +68,10 @@ def build_graph() -> StateGraph:
     builder.add_node("review_output", review_output)
     builder.add_node("optimize_rag", optimize_rag)
     builder.add_node("hooks_after_persona", hooks_after_persona)
-    builder.add_node("hooks_after_questions", hooks_after_questions)
-    builder.add_node("hooks_after_answers", hooks_after_answers)
-    builder.add_node("hooks_after_evaluation", hooks_after_evaluation)
-    builder.add_node("hooks_before_output", hooks_before_output)
+    builder.add_node("hooks_after_questions", hooks_after_questions)  # type: ignore[arg-type]
+    builder.add_node("hooks_after_answers", hooks_after_answers)  # type: ignore[arg-type]
+    builder.add_node("hooks_after_evaluation", hooks_after_evaluation)  # type: ignore[arg-type]
+    builder.add_node("hooks_before_output", hooks_before_output)  # type: ignore[arg-type]
 
     builder.add_edge(START, "compose_persona")
     builder.add_edge("compose_persona", "hooks_after_persona")

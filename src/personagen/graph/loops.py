@@ -19,7 +19,7 @@ from langgraph.graph import StateGraph
 from langgraph.types import RetryPolicy, Send
 
 from personagen.llm.client import is_transient
-from personagen.nodes._goal_common import loop_ends, loop_keys
+from personagen.nodes._goal_common import LoopState, loop_ends
 from personagen.nodes.judge_rewrites import judge_rewrites
 from personagen.nodes.judge_summary import judge_summary
 from personagen.nodes.plan_rewrites import plan_rewrites
@@ -27,7 +27,6 @@ from personagen.nodes.refine_rewrites import refine_rewrites
 from personagen.nodes.refine_summary import refine_summary
 from personagen.nodes.rewrite import rewrite
 from personagen.nodes.summarize import summarize
-from personagen.state.graph import State
 from personagen.state.outputs import RewriteTask
 
 SUMMARY_ENTRY = "summarize"
@@ -40,7 +39,7 @@ REWRITE_ENTRY = "plan_rewrites"
 LLM_RETRY = RetryPolicy(max_attempts=2, initial_interval=2.0, retry_on=is_transient)
 
 
-def route_goal(state: State) -> Literal["generate_questions", "summarize", "plan_rewrites"]:
+def route_goal(state: LoopState) -> Literal["generate_questions", "summarize", "plan_rewrites"]:
     """Where the run goes after `load_data`: the goal's loop."""
     loop = state["goal"].loop
     if loop == "qa":
@@ -52,33 +51,36 @@ def route_goal(state: State) -> Literal["generate_questions", "summarize", "plan
     raise ValueError(f"goal {state['goal'].name!r} has an unknown loop {loop!r}")
 
 
-def _leave(state: State) -> bool:
+def _leave(state: LoopState) -> bool:
     reports = state.get("reports") or []
     if not reports:
         raise ValueError("a goal loop was asked where to go before any pass was scored")
     return loop_ends(reports[-1], state["iteration"], state["spec"].run.max_iterations)
 
 
-def decide_summary(state: State) -> Literal["refine_summary", "exit"]:
+def decide_summary(state: LoopState) -> Literal["refine_summary", "exit"]:
     """Leave when the summary meets the baseline, cannot be refined, or iterations run out."""
     return "exit" if _leave(state) else "refine_summary"
 
 
-def decide_rewrites(state: State) -> Literal["refine_rewrites", "exit"]:
+def decide_rewrites(state: LoopState) -> Literal["refine_rewrites", "exit"]:
     """Leave when every unit meets the baseline, none is failing, or iterations run out."""
     return "exit" if _leave(state) else "refine_rewrites"
 
 
-def dispatch_rewrites(state: State) -> list[Send] | Literal["judge_rewrites"]:
+def dispatch_rewrites(state: LoopState) -> list[Send] | Literal["judge_rewrites"]:
     """One `rewrite` task per unit that needs a rewrite; straight to judging if none does."""
     sends = [
         Send(
             "rewrite",
             RewriteTask(
-                item=item, persona=state["persona"], goal=state["goal"], iteration=state["iteration"]
+                item=item,
+                persona=state["persona"],
+                goal=state["goal"],
+                iteration=state["iteration"],
             ),
         )
-        for item in loop_keys(state).get("rewrites", {}).values()
+        for item in state.get("rewrites", {}).values()
         if item.status == "pending"
     ]
     return sends or "judge_rewrites"

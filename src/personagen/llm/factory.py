@@ -92,9 +92,9 @@ def _openai_client(settings: LLMSettings, *, seed: int, embeddings: Embeddings |
     chat = ChatOpenAI(
         model=model,
         base_url=settings.base_url,
-        api_key=api_key,  # type: ignore[arg-type]
+        api_key=api_key,
         temperature=settings.temperature,
-        max_tokens=settings.max_output_tokens,  # type: ignore[call-arg]
+        max_tokens=settings.max_output_tokens,
         timeout=settings.timeout,
         max_retries=0,  # LLMClient retries, so retries are counted
         seed=seed,
@@ -108,8 +108,8 @@ def _openai_client(settings: LLMSettings, *, seed: int, embeddings: Embeddings |
         if settings.embedding_model or settings.base_url is None:
             embeddings = OpenAIEmbeddings(
                 model=settings.embedding_model or DEFAULT_OPENAI_EMBEDDINGS,
-                base_url=settings.base_url,
-                api_key=api_key,  # type: ignore[arg-type]
+                base_url=settings.base_url,  # type: ignore[call-arg]
+                api_key=api_key,
                 check_embedding_ctx_length=False,  # tiktoken would download an encoding
                 max_retries=settings.max_retries,
             )

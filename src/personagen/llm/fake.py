@@ -69,7 +69,7 @@ class FakeRequest:
         text = self.prompt[marker + len("input: ") :]
         end = text.rfind("}")
         try:
-            return json.loads(text[: end + 1])  # type: ignore[no-any-return]
+            return json.loads(text[: end + 1])
         except json.JSONDecodeError:
             return {}
 
@@ -177,7 +177,7 @@ class FakeChatModel(BaseChatModel):
             await asyncio.sleep(self.latency)
         return self._result(messages, self._respond(messages, kwargs.get("schema")))
 
-    def with_structured_output(  # type: ignore[override]
+    def with_structured_output(
         self, schema: Any, *, include_raw: bool = False, **kwargs: Any
     ) -> Runnable[Any, Any]:
         """Return a runnable producing validated `schema` instances (LangChain's contract)."""
@@ -188,7 +188,7 @@ def structured_runnable(
     bound_model: Runnable[Any, Any], schema: type[BaseModel], *, include_raw: bool
 ) -> Runnable[Any, Any]:
     """Compose a model that emits JSON text with a pydantic parser, as LangChain does."""
-    parser = PydanticOutputParser(pydantic_object=schema)
+    parser: PydanticOutputParser[Any] = PydanticOutputParser(pydantic_object=schema)
     if not include_raw:
         return bound_model | parser
     parse_ok = RunnablePassthrough.assign(

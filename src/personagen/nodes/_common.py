@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Collection
 
 from personagen.data.chunk_store import ChunkStore
 from personagen.state.goal import ResolvedGoal
 from personagen.state.items import PersonaProfile, QAPair
 
 
-def pair_id(question: str, taken: set[str] | dict[str, object]) -> str:
+def pair_id(question: str, taken: Collection[str]) -> str:
     """A stable id for a new pair, unique among `taken`."""
     base = "q" + hashlib.sha1(question.strip().lower().encode()).hexdigest()[:10]
     candidate, n = base, 1

@@ -12,7 +12,7 @@ import asyncio
 from collections import Counter
 from collections.abc import Sequence
 from statistics import fmean
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 from langchain_core.messages import BaseMessage
 from pydantic import BaseModel
@@ -47,9 +47,12 @@ T = TypeVar("T", bound=BaseModel)
 J = TypeVar("J", bound=JudgedOutput)
 
 
-def loop_keys(state: State) -> GoalLoopState:
-    """The summary and rewrite keys of the state, typed (whether or not `State` declares them)."""
-    return cast(GoalLoopState, state)
+class LoopState(State, GoalLoopState, total=False):
+    """The graph state with the summary and rewrite loops' keys.
+
+    The loops' nodes and routers are typed with it, so LangGraph hands them these keys
+    whether or not `State` itself declares them.
+    """
 
 
 # --- prompts and model calls --------------------------------------------------------------
@@ -110,6 +113,34 @@ def ground(
     return []
 
 
+def grounded_quote(
+    candidates: Sequence[str],
+    contexts: list[RetrievedContext],
+    doc_ids: Sequence[str],
+    ctx: RunContext,
+) -> tuple[str, list[Span]]:
+    """The first candidate found in the data and its spans; else the first one and no spans.
+
+    The first candidate is the quote the model gave, found as the Q/A loop finds quotes
+    (exactly, then ignoring whitespace and case, then fuzzily). The others are texts that may
+    be source text copied verbatim (a note's point, a claim): small models often copy the
+    sentence there and garble the quote. They count only when found word for word, so a
+    copied sentence with one number changed is never taken as supported.
+    """
+    candidates = [c.strip() for c in candidates]
+    for position, candidate in enumerate(candidates):
+        if not candidate:
+            continue
+        spans = ground(candidate, contexts, doc_ids, ctx)
+        if spans and (position == 0 or _same_words(spans[0].text, candidate)):
+            return candidate, spans
+    return (candidates[0] if candidates else ""), []
+
+
+def _same_words(a: str, b: str) -> bool:
+    return " ".join(a.split()).lower() == " ".join(b.split()).lower()
+
+
 def batches(texts: Sequence[str], max_chars: int) -> list[list[int]]:
     """Indices of `texts` grouped in order, each group at most `max_chars` (or one text)."""
     groups: list[list[int]] = []
@@ -143,26 +174,32 @@ async def judge_claims(
     goal: ResolvedGoal,
     persona: PersonaProfile,
     *,
-    output: str,
+    parts: dict[int, str],
     evidence: list[RetrievedContext],
     doc_ids: Sequence[str],
-    part: int | None,
 ) -> list[Claim]:
-    """The claims of `output`, each with the source spans its quote was found at.
+    """The claims of the given parts of an output (judged together), grounded in the data.
+
+    Each claim gets the spans its quote was found at, and the index of the part it shares
+    the most words with.
 
     Raises:
         StructuredOutputError: the judge's output could not be obtained.
     """
+    output = "\n\n".join(parts.values())
     messages = goal_messages(
         ctx, goal, persona, "claims", sources=[c.text for c in evidence], output=output
     )
     out = await ask(ctx, messages, ClaimsOut)
+    words = {index: set(content_words(text)) for index, text in parts.items()}
     claims = []
     for item in out.claims:
         text, quote = item.claim.strip(), item.quote.strip()
         if not text:
             continue
-        spans = ground(quote, evidence, doc_ids, ctx) if quote else []
+        quote, spans = grounded_quote([quote, text], evidence, doc_ids, ctx)
+        said = set(content_words(text))
+        part = max(words, key=lambda index: (len(words[index] & said), -index))
         claims.append(Claim(text=text, quote=quote, supported=bool(spans), spans=spans, part=part))
     return claims
 

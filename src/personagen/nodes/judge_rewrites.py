@@ -20,6 +20,7 @@ from langgraph.runtime import Runtime
 from personagen.errors import StructuredOutputError
 from personagen.graph.context import RunContext
 from personagen.nodes._goal_common import (
+    LoopState,
     ask,
     batches,
     faithfulness,
@@ -27,7 +28,6 @@ from personagen.nodes._goal_common import (
     goal_messages,
     judge_claims,
     loop_ends,
-    loop_keys,
     output_violations,
     pass_report,
     plugin_scores,
@@ -36,7 +36,6 @@ from personagen.nodes._goal_common import (
 from personagen.nodes._instrument import instrumented
 from personagen.prompts.library import LOOP_METRICS
 from personagen.prompts.schemas_goals import CriteriaJudgeOut
-from personagen.state.graph import State
 from personagen.state.items import RetrievedContext
 from personagen.state.metadata import Event
 from personagen.state.outputs import Claim, RewriteItem
@@ -61,9 +60,9 @@ def match_criteria(
 
 
 @instrumented("judge_rewrites")
-async def judge_rewrites(state: State, runtime: Runtime[RunContext]) -> dict[str, Any]:
+async def judge_rewrites(state: LoopState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     """Judge and gate each fresh rewrite; report the pass against the goal's baseline."""
-    items = loop_keys(state).get("rewrites", {})
+    items = state.get("rewrites", {})
     iteration = state["iteration"]
     fresh = [i for i in items.values() if i.status == "generated"]
     events = [
@@ -80,7 +79,7 @@ async def judge_rewrites(state: State, runtime: Runtime[RunContext]) -> dict[str
     return {"rewrites": updated, "reports": [report], "events": events}
 
 
-async def _judge(ctx: RunContext, state: State, item: RewriteItem) -> RewriteItem:
+async def _judge(ctx: RunContext, state: LoopState, item: RewriteItem) -> RewriteItem:
     goal, persona = state["goal"], state["persona"]
     metrics = set(goal.metrics)
     text = ctx.store.get_text(item.doc_id)[item.start : item.end]
@@ -103,10 +102,9 @@ async def _judge(ctx: RunContext, state: State, item: RewriteItem) -> RewriteIte
             ctx,
             goal,
             persona,
-            output="\n\n".join(item.parts[i] for i in group),
+            parts={i: item.parts[i] for i in group},
             evidence=[source],
             doc_ids=[item.doc_id],
-            part=group[0],
         )
 
     async def criteria_judgement() -> CriteriaJudgeOut | None:

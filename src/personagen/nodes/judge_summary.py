@@ -21,6 +21,7 @@ from langgraph.runtime import Runtime
 from personagen.errors import StructuredOutputError
 from personagen.graph.context import RunContext
 from personagen.nodes._goal_common import (
+    LoopState,
     ask,
     batches,
     faithfulness,
@@ -28,7 +29,6 @@ from personagen.nodes._goal_common import (
     goal_messages,
     judge_claims,
     loop_ends,
-    loop_keys,
     output_violations,
     pass_report,
     plugin_scores,
@@ -38,12 +38,11 @@ from personagen.nodes._goal_common import (
 from personagen.nodes._instrument import instrumented
 from personagen.prompts.library import LOOP_METRICS
 from personagen.prompts.schemas_goals import NeedCoverageOut, SummaryFitOut
-from personagen.state.graph import State
 from personagen.state.metadata import Event
 from personagen.state.outputs import Claim, NeedCoverage, SummaryDraft, SummaryNote
 
 
-def _needs(state: State) -> list[str]:
+def _needs(state: LoopState) -> list[str]:
     persona = state["persona"]
     return list(dict.fromkeys(persona.needs)) or [
         f"what {persona.short()} needs to know from these documents"
@@ -51,12 +50,11 @@ def _needs(state: State) -> list[str]:
 
 
 @instrumented("judge_summary")
-async def judge_summary(state: State, runtime: Runtime[RunContext]) -> dict[str, Any]:
+async def judge_summary(state: LoopState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     """Judge a freshly written summary, gate it, and report the pass."""
     ctx, goal = runtime.context, state["goal"]
-    keys = loop_keys(state)
-    draft = keys["summary"]
-    notes = [n for n in keys.get("summary_notes", []) if n.used]
+    draft = state["summary"]
+    notes = [n for n in state.get("summary_notes", []) if n.used]
     events: list[Event] = []
     if draft.status == "generated":
         draft = await _judge(ctx, state, draft, notes, events)
@@ -74,7 +72,7 @@ async def judge_summary(state: State, runtime: Runtime[RunContext]) -> dict[str,
 
 async def _judge(
     ctx: RunContext,
-    state: State,
+    state: LoopState,
     draft: SummaryDraft,
     notes: list[SummaryNote],
     events: list[Event],
@@ -92,7 +90,12 @@ async def _judge(
         output = "\n\n".join(parts[i] for i in group)
         evidence = [to_context(s, n.id) for n in rank_notes(notes, output, k) for s in n.spans]
         return await judge_claims(
-            ctx, goal, persona, output=output, evidence=evidence, doc_ids=doc_ids, part=group[0]
+            ctx,
+            goal,
+            persona,
+            parts={i: parts[i] for i in group},
+            evidence=evidence,
+            doc_ids=doc_ids,
         )
 
     async def coverage_of(need: str) -> NeedCoverageOut:
@@ -146,18 +149,18 @@ async def _judge(
         reasons["faithfulness"] = reason
 
     coverage: list[NeedCoverage] = []
-    for need, result in zip(needs, coverage_results, strict=True):
-        if isinstance(result, BaseException):
+    for need, verdict in zip(needs, coverage_results, strict=True):
+        if isinstance(verdict, BaseException):
             coverage.append(
-                NeedCoverage(need=need, reason=f"could not be judged: {_failure(result)}")
+                NeedCoverage(need=need, reason=f"could not be judged: {_failure(verdict)}")
             )
         else:
             coverage.append(
                 NeedCoverage(
                     need=need,
-                    in_data=result.in_data,
-                    score=round((result.covered - 1) / 4, 4) if result.in_data else None,
-                    reason=result.reason.strip(),
+                    in_data=verdict.in_data,
+                    score=round((verdict.covered - 1) / 4, 4) if verdict.in_data else None,
+                    reason=verdict.reason.strip(),
                 )
             )
     if "coverage" in metrics:

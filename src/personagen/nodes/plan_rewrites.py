@@ -13,9 +13,10 @@ from typing import Any
 
 from langgraph.runtime import Runtime
 
+from personagen.data.chunking import Splitter
 from personagen.graph.context import RunContext
+from personagen.nodes._goal_common import LoopState
 from personagen.nodes._instrument import instrumented
-from personagen.state.graph import State
 from personagen.state.metadata import Event
 from personagen.state.outputs import RewriteItem
 
@@ -26,13 +27,13 @@ def unit_id(doc_id: str, start: int, end: int) -> str:
 
 
 @instrumented("plan_rewrites")
-async def plan_rewrites(state: State, runtime: Runtime[RunContext]) -> dict[str, Any]:
+async def plan_rewrites(state: LoopState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     """One pending `RewriteItem` per unit of the data, in document order."""
     ctx, goal = runtime.context, state["goal"]
     documents = state["documents"]
     unit = str(goal.param("unit"))
     size = int(goal.param("unit_chars"))
-    splitter = "markdown" if unit == "section" else "recursive"
+    splitter: Splitter = "markdown" if unit == "section" else "recursive"
     units = ctx.store.chunks(
         [d.id for d in documents], chunk_size=size, chunk_overlap=0, splitter=splitter
     )

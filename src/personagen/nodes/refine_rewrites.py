@@ -11,16 +11,15 @@ from typing import Any
 from langgraph.runtime import Runtime
 
 from personagen.graph.context import RunContext
-from personagen.nodes._goal_common import loop_keys, snapshot
+from personagen.nodes._goal_common import LoopState, snapshot
 from personagen.nodes._instrument import instrumented
-from personagen.state.graph import State
 
 
 @instrumented("refine_rewrites")
-async def refine_rewrites(state: State, runtime: Runtime[RunContext]) -> dict[str, Any]:
+async def refine_rewrites(state: LoopState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     """Queue each failing unit for another rewrite."""
     iteration = state["iteration"] + 1
-    items = loop_keys(state).get("rewrites", {})
+    items = state.get("rewrites", {})
     updated = {
         item.id: item.model_copy(
             update={

@@ -11,20 +11,18 @@ from typing import Any
 from langgraph.runtime import Runtime
 
 from personagen.graph.context import RunContext
-from personagen.nodes._goal_common import loop_keys, snapshot, write_draft
+from personagen.nodes._goal_common import LoopState, snapshot, write_draft
 from personagen.nodes._instrument import instrumented
-from personagen.state.graph import State
 
 
 @instrumented("refine_summary")
-async def refine_summary(state: State, runtime: Runtime[RunContext]) -> dict[str, Any]:
+async def refine_summary(state: LoopState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     """Write the next version of the summary with the previous one's problems to fix."""
-    keys = loop_keys(state)
-    draft = keys["summary"]
+    draft = state["summary"]
     iteration = state["iteration"] + 1
     if draft.status != "failing":
         raise ValueError(f"refine_summary reached with a {draft.status} summary")
-    notes = [n for n in keys.get("summary_notes", []) if n.used]
+    notes = [n for n in state.get("summary_notes", []) if n.used]
     previous = draft.model_copy(
         update={"history": [*draft.history, snapshot(draft, draft.markdown())]}
     )

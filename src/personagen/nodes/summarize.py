@@ -16,11 +16,17 @@ from langgraph.runtime import Runtime
 
 from personagen.errors import StructuredOutputError
 from personagen.graph.context import RunContext
-from personagen.nodes._goal_common import ask, goal_messages, ground, to_context, write_draft
+from personagen.nodes._goal_common import (
+    LoopState,
+    ask,
+    goal_messages,
+    grounded_quote,
+    to_context,
+    write_draft,
+)
 from personagen.nodes._instrument import instrumented
 from personagen.prompts.schemas_goals import SummaryNotesOut
 from personagen.state.documents import Chunk
-from personagen.state.graph import State
 from personagen.state.items import RetrievedContext
 from personagen.state.metadata import Event
 from personagen.state.outputs import SummaryDraft, SummaryNote
@@ -38,7 +44,7 @@ def _excerpt_context(excerpt: Chunk) -> RetrievedContext:
 
 
 @instrumented("summarize")
-async def summarize(state: State, runtime: Runtime[RunContext]) -> dict[str, Any]:
+async def summarize(state: LoopState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     """Take notes per excerpt, merge them if there are too many, and write the summary."""
     ctx, goal, persona = runtime.context, state["goal"], state["persona"]
     doc_ids = [d.id for d in state["documents"]]
@@ -82,7 +88,8 @@ async def summarize(state: State, runtime: Runtime[RunContext]) -> dict[str, Any
             point, quote = out.point.strip(), out.quote.strip()
             if not point:
                 continue
-            spans = ground(quote, [context], [excerpt.doc_id], ctx) if quote else []
+            # Small models often copy the sentence into the point and garble the quote.
+            quote, spans = grounded_quote([quote, point], [context], [excerpt.doc_id], ctx)
             notes.append(
                 SummaryNote(
                     id=f"n{len(notes) + 1}", point=point, quote=quote, group=excerpt.id, spans=spans
@@ -142,7 +149,7 @@ def _warn_ungrounded(notes: list[SummaryNote], events: list[Event]) -> None:
 
 async def _combine(
     ctx: RunContext,
-    state: State,
+    state: LoopState,
     notes: list[SummaryNote],
     size: int,
     level: int,
@@ -175,12 +182,12 @@ async def _combine(
         if isinstance(result, BaseException):
             raise result
         contexts = [to_context(s, n.id) for n in batch for s in n.spans]
-        fresh = []
+        fresh: list[SummaryNote] = []
         for out in result.notes[:max_notes]:
             point, quote = out.point.strip(), out.quote.strip()
             if not point:
                 continue
-            spans = ground(quote, contexts, doc_ids, ctx) if quote else []
+            quote, spans = grounded_quote([quote, point], contexts, doc_ids, ctx)
             fresh.append(
                 SummaryNote(
                     id=f"n{taken + len(merged) + len(fresh) + 1}",

@@ -188,7 +188,7 @@ def _parse_goal(text: str, origin: str) -> GoalDefinition:
     missing = [p for p in _REQUIRED_PROMPTS[goal.loop] if p not in goal.prompts]
     if missing:
         raise SpecError(
-            f"goal file {origin}: loop {goal.loop!r} needs prompts {', '.join(missing)}"
+            f"goal file {origin}: prompts: loop {goal.loop!r} needs prompts {', '.join(missing)}"
         )
     known_metrics = LOOP_METRICS[goal.loop]
     for metric in goal.metrics:
@@ -268,14 +268,14 @@ def normalize_criteria(value: Any, where: str) -> list[dict[str, str]]:
             criteria.append({"name": name, "description": item.strip()})
         elif isinstance(item, dict):
             extra = sorted(set(item) - {"name", "description"})
-            name, description = item.get("name"), item.get("description")
+            given, description = item.get("name"), item.get("description")
             if extra:
                 raise SpecError(f"{where}.{index}: unknown key(s) {', '.join(extra)}")
-            if not isinstance(name, str) or not name.strip():
+            if not isinstance(given, str) or not given.strip():
                 raise SpecError(f"{where}.{index}.name: give the criterion a short name")
             if not isinstance(description, str) or not description.strip():
                 raise SpecError(f"{where}.{index}.description: say what the judge checks")
-            criteria.append({"name": name.strip(), "description": description.strip()})
+            criteria.append({"name": given.strip(), "description": description.strip()})
         else:
             raise SpecError(
                 f"{where}.{index}: expected a description or a mapping with 'name' and "

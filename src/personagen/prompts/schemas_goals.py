@@ -15,14 +15,19 @@ Part = Annotated[str, Field(max_length=600)]
 
 
 class NoteOut(BaseModel):
-    """One point of the data that matters to the persona, with its verbatim support."""
+    """One point of the data that matters to the persona, with its verbatim support.
 
-    point: str = Field(
-        description="One point that matters to this person, in plain words.", max_length=300
-    )
+    The quote comes first: a small model copies a sentence more reliably than it finds the
+    sentence behind a point it already wrote.
+    """
+
     quote: str = Field(
-        description="The sentence of the excerpt that supports the point, copied word for word.",
+        description="A sentence of the excerpt that matters to this person, copied word for word.",
         max_length=400,
+    )
+    point: str = Field(
+        description="What that sentence means for this person, briefly, in plain words.",
+        max_length=300,
     )
 
 

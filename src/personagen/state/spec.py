@@ -238,7 +238,7 @@ class ConstraintRule(_Strict):
         """Which kind of rule this is."""
         for kind in ConstraintKind.__args__:  # type: ignore[attr-defined]
             if getattr(self, kind) not in (None, False):
-                return kind  # type: ignore[no-any-return]
+                return kind
         raise AssertionError("validated rule has no kind")  # pragma: no cover
 
     @property

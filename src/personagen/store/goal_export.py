@@ -123,7 +123,9 @@ def summary_metadata(summary: SummaryDraft | None, notes: list[SummaryNote]) -> 
             "notes": len(notes),
             "notes_used": sum(n.used for n in notes),
             "notes_not_in_data": sum(not n.grounded for n in notes),
-            "needs_covered": [n.need for n in summary.needs if n.in_data and (n.score or 0) >= 0.75],
+            "needs_covered": [
+                n.need for n in summary.needs if n.in_data and (n.score or 0) >= 0.75
+            ],
             "needs_not_covered": [
                 n.need for n in summary.needs if n.in_data and (n.score or 0) < 0.75
             ],
