@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from personagen.api import RunResult, arun, aresume
+from personagen.api import RunResult, aresume, arun
 from personagen.errors import RunNotFound
 
 

@@ -15,7 +15,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from personagen.api import RunResult, arun, aresume
+from personagen.api import RunResult, aresume, arun
 from personagen.errors import RunNotFound
 
 
@@ -24,6 +24,8 @@ async def _work(event: dict[str, Any], chat_model: Any) -> RunResult:
         "state_dir": event.get("state_dir", "/tmp/personagen"),
         "out_dir": event.get("out_dir", Path(event.get("state_dir", "/tmp/personagen")) / "out"),
         "chat_model": chat_model,
+        # Stop cleanly (everything finished is checkpointed) before the platform's hard limit.
+        "time_limit": float(event.get("time_limit_s", 840)),
     }
     try:
         return await aresume(event["run_id"], **kwargs)
@@ -35,10 +37,8 @@ def handler(
     event: dict[str, Any], context: Any = None, *, chat_model: Any = None
 ) -> dict[str, Any]:
     """Run or resume `event["run_id"]` for at most `event["time_limit_s"]` seconds."""
-    limit = float(event.get("time_limit_s", 840))
-    try:
-        result = asyncio.run(asyncio.wait_for(_work(event, chat_model), timeout=limit))
-    except TimeoutError:
+    result = asyncio.run(_work(event, chat_model))
+    if result.status == "interrupted":
         return {"status": "in_progress", "run_id": event["run_id"]}
     return {
         "status": result.status,

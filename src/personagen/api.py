@@ -148,15 +148,21 @@ class _Session:
         )
 
     async def drive(
-        self, run_id: str, spec: RunSpec, graph_input: Any, *, max_tokens: int | None
+        self,
+        run_id: str,
+        spec: RunSpec,
+        graph_input: Any,
+        *,
+        max_tokens: int | None,
+        time_limit: float | None = None,
     ) -> RunResult:
         from personagen.graph.builder import build_graph
         from personagen.graph.checkpoint import default_checkpoint_path, open_checkpointer
-
         from personagen.store.runs import RunStore, default_db_url
 
         runs = RunStore(self.db_url or default_db_url(self.state_dir))  # a bad URL raises here
         await runs.arecord("record_start", run_id, spec)
+        deadline = None if time_limit is None else time.monotonic() + time_limit
         context = self.context(run_id, spec, max_tokens=max_tokens)
         config: RunnableConfig = {
             "configurable": {"thread_id": run_id},
@@ -169,16 +175,29 @@ class _Session:
                 graph = build_graph().compile(checkpointer=saver, name="personagen")
                 reason = None
                 status = "running"
+                stream = graph.astream(
+                    graph_input, config, context=context, stream_mode=["updates", "custom"]
+                )
                 try:
-                    async for mode, chunk in graph.astream(
-                        graph_input, config, context=context, stream_mode=["updates", "custom"]
-                    ):
+                    while True:
+                        # A time limit stops only the graph's stream (LangGraph saves what
+                        # finished); cancelling the whole run could cut a checkpoint write.
+                        remaining = None if deadline is None else deadline - time.monotonic()
+                        try:
+                            mode, chunk = await asyncio.wait_for(anext(stream), remaining)
+                        except StopAsyncIteration:
+                            break
+                        except TimeoutError:
+                            status, reason = "interrupted", "time limit reached"
+                            break
                         if self.progress is not None:
                             self.progress({"mode": mode, "data": chunk})
                 except BudgetExhausted as exc:
                     status, reason = "budget_exhausted", str(exc)
                 except StopRun as exc:
                     status, reason = "stopped", str(exc) or "stopped by a hook"
+                finally:
+                    await stream.aclose()
                 snapshot = await graph.aget_state(config)
         except BaseException as exc:
             stopped = isinstance(exc, KeyboardInterrupt | asyncio.CancelledError)
@@ -239,6 +258,7 @@ async def arun(
     progress: ProgressFn | None = None,
     hooks: HooksArg = None,
     db_url: str | None = None,
+    time_limit: float | None = None,
 ) -> RunResult:
     """Run a spec to the end (or to its token budget); resumable by `run_id`.
 
@@ -256,6 +276,8 @@ async def arun(
             `after_answers`, `after_evaluation`, `before_output`), added to the spec's.
         db_url: the run store (SQLAlchemy URL); default `PERSONAGEN_DB_URL` or
             `<state_dir>/runs.sqlite`.
+        time_limit: seconds after which the run stops cleanly (status `interrupted`,
+            resumable), e.g. inside a serverless function's time limit.
     """
     resolved = _as_spec(spec)
     session = _Session(
@@ -267,6 +289,7 @@ async def arun(
         resolved,
         {"spec": resolved, "run_id": rid},
         max_tokens=max_tokens if max_tokens is not None else resolved.run.max_tokens,
+        time_limit=time_limit,
     )
 
 
@@ -288,15 +311,23 @@ async def aresume(
     progress: ProgressFn | None = None,
     hooks: HooksArg = None,
     db_url: str | None = None,
+    time_limit: float | None = None,
 ) -> RunResult:
     """Continue a run from its last checkpoint; finished nodes and tasks are not redone.
 
     Args:
         run_id: the run to continue.
         decision: the reviewer's `ReviewDecision` when the run waits at a review hook.
-        out_dir, state_dir, checkpoint, chat_model, embeddings, progress, hooks: as for
-            `arun` (Python hooks are not checkpointed: pass them again).
+        out_dir: as for `arun`.
+        state_dir: as for `arun`.
+        checkpoint: as for `arun`.
+        chat_model: as for `arun`.
+        embeddings: as for `arun`.
         max_tokens: a new token budget (e.g. larger, after `budget_exhausted`).
+        progress: as for `arun`.
+        hooks: as for `arun` (Python hooks are not checkpointed: pass them again).
+        db_url: as for `arun`.
+        time_limit: as for `arun`.
     """
     from personagen.graph.builder import build_graph
     from personagen.graph.checkpoint import default_checkpoint_path, open_checkpointer
@@ -318,7 +349,7 @@ async def aresume(
 
         payload = decision.model_dump() if isinstance(decision, ReviewDecision) else decision
         graph_input = Command(resume=payload)
-    return await session.drive(run_id, spec, graph_input, max_tokens=budget)
+    return await session.drive(run_id, spec, graph_input, max_tokens=budget, time_limit=time_limit)
 
 
 def resume(run_id: str, **kwargs: Any) -> RunResult:

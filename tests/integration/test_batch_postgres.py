@@ -379,8 +379,11 @@ def test_driver_killed_mid_batch_then_batch_resume(
     # `personagen batch resume` takes everything (backend, database, model) from the manifest.
     args = ["resume", "homes", "--out", str(tmp_path / "out"), "-q"]
     resumed = CliRunner().invoke(batch_app, args, env={"PERSONAGEN_BATCH_DB_URL": db})
-    assert resumed.exit_code == 0, (resumed.output, resumed.exception)
     summary = json.loads((batch_dir / "batch.json").read_text())
+    assert resumed.exit_code == 0, (
+        resumed.exception,
+        [(r["status"], r["error"]) for r in summary["runs"]],
+    )
     assert summary["status"] == "done" and summary["resumed"] is True
     assert_matches_references(summary["runs"], refs)
 

@@ -133,12 +133,12 @@ async def input_checkpoints(target: str, run_id: str) -> int:
 
 
 def saved_calls(snapshot: Any) -> int:
-    """Model calls whose results the checkpoint holds (finished nodes and finished tasks)."""
-    saved = len(snapshot.values.get("llm_calls", []))
-    for task in snapshot.tasks:
-        if isinstance(task.result, dict):
-            saved += len(task.result.get("llm_calls", []))
-    return saved
+    """Model calls whose results the checkpoint holds (finished nodes and finished tasks).
+
+    The latest snapshot is "live": its values already include the writes of the tasks that
+    finished in the step under way.
+    """
+    return len(snapshot.values.get("llm_calls", []))
 
 
 def assert_matches_references(report_runs: list[dict[str, Any]], refs: dict[str, Any]) -> None:

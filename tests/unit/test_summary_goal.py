@@ -253,3 +253,33 @@ async def test_user_goal_file_extending_summary(tmp_path: Path, make_spec: Any) 
     assert "warm and reassuring tone" in model.calls_for("SummaryDraftOut")[0].messages[0].content
     assert len(run.values["summary"].sections) == 1
     assert run.json("goal.json")["extends"] == "summary"
+
+
+async def test_verbatim_text_grounds_only_when_copied_word_for_word(
+    tmp_path: Path, make_spec: Any
+) -> None:
+    def notes(request: FakeRequest) -> dict[str, Any]:
+        out = default_response(request)
+        for note in out["notes"]:
+            note["quote"] = "see the text"  # a garbled quote; the point is the sentence
+        return out
+
+    changed = "Most lenders ask for a deposit of at least fifty percent of the property price."
+
+    def claims(request: FakeRequest) -> dict[str, Any]:
+        out = default_response(request)
+        for claim in out["claims"]:
+            claim["quote"] = ""
+        out["claims"].append({"claim": changed, "quote": ""})
+        return out
+
+    model = FakeChatModel(responders={"SummaryNotesOut": notes, "ClaimsOut": claims})
+    run = await run_loop(tmp_path, _spec(make_spec, run={"max_iterations": 1}), model)
+
+    record = run.json("summary.json")
+    assert record["notes"] and all(n["spans"] and n["used"] for n in record["notes"])
+    assert all(n["quote"] == n["point"] for n in record["notes"])
+    rows = run.lines("summary_claims.jsonl")
+    number_changed = [r for r in rows if r["claim"] == changed]
+    assert number_changed and not number_changed[0]["supported"]  # fuzzy is not enough
+    assert all(r["supported"] for r in rows if r["claim"] != changed)

@@ -214,8 +214,13 @@ async def read_state(run_id: str, target: str, *, pool: Any | None = None) -> An
 
 
 def is_finished(snapshot: Any) -> bool:
-    """True when the run's graph has reached its end (nothing left to run)."""
-    return bool(snapshot.values) and not snapshot.next
+    """True when the run's graph has reached its end (nothing left to run).
+
+    Judged by `snapshot.tasks`, not `snapshot.next`: `next` leaves out tasks whose writes
+    are saved, so a run killed after its input checkpoint, or after a task finished but
+    before its step was checkpointed, has an empty `next` and work left to do.
+    """
+    return bool(snapshot.values) and not snapshot.tasks
 
 
 def _spent_tokens(run_id: str, bundle: str | None, state_dir: Path) -> int:

@@ -13,7 +13,7 @@ keys of `personagen.state.outputs.GoalLoopState` plus `reports`, `events` and `i
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from langgraph.graph import StateGraph
 from langgraph.types import RetryPolicy, Send
@@ -86,7 +86,9 @@ def dispatch_rewrites(state: LoopState) -> list[Send] | Literal["judge_rewrites"
     return sends or "judge_rewrites"
 
 
-def add_summary_loop(builder: StateGraph, *, exit_to: str = "review_output") -> None:
+def add_summary_loop(
+    builder: StateGraph[Any, Any, Any, Any], *, exit_to: str = "review_output"
+) -> None:
     """Add the summary loop's nodes and edges; it starts at `summarize`, leaves to `exit_to`."""
     builder.add_node("summarize", summarize, retry_policy=LLM_RETRY)
     builder.add_node("judge_summary", judge_summary, retry_policy=LLM_RETRY)
@@ -98,7 +100,9 @@ def add_summary_loop(builder: StateGraph, *, exit_to: str = "review_output") -> 
     builder.add_edge("refine_summary", "judge_summary")
 
 
-def add_rewrite_loop(builder: StateGraph, *, exit_to: str = "review_output") -> None:
+def add_rewrite_loop(
+    builder: StateGraph[Any, Any, Any, Any], *, exit_to: str = "review_output"
+) -> None:
     """Add the rewrite loop's nodes and edges; it starts at `plan_rewrites`, leaves to `exit_to`."""
     builder.add_node("plan_rewrites", plan_rewrites)
     builder.add_node("rewrite", rewrite, retry_policy=LLM_RETRY)
