@@ -131,6 +131,10 @@ EX_QA_UNANSWERABLE = (
     {"answer": "The context does not say.", "answerable": False, "quotes": []},
 )
 
+# The unanswerable example goes first: a small model copies the *last* example's answer
+# ("The context does not say.") far more often than the first one's.
+ANSWER_EXAMPLES = (EX_QA_UNANSWERABLE, EX_QA_ANSWERABLE)
+
 # --------------------------------------------------------------------------- prompts
 
 QUESTIONS_INSTRUCTION = (
@@ -170,7 +174,7 @@ def questions_completion(persona: str, document: str) -> str:
 def answer_completion(question: str, passage_1: str, passage_2: str) -> str:
     """Completion-style few-shot prompt for the answer task (one answerable, one not)."""
     blocks = [f"Task: {ANSWER_INSTRUCTION}"]
-    for ex_question, ex_answer in (EX_QA_ANSWERABLE, EX_QA_UNANSWERABLE):
+    for ex_question, ex_answer in ANSWER_EXAMPLES:
         blocks.append(
             f"Context:\n[1] {EX_PASSAGE_1}\n[2] {EX_PASSAGE_2}\nQuestion: {ex_question}\n"
             f"JSON:\n{json.dumps(ex_answer)}"
@@ -202,7 +206,7 @@ def build_messages(style: str, task: str, **inputs: str) -> list[Any]:
                 AIMessage(json.dumps(EX_QUESTIONS)),
             ]
         else:
-            for ex_question, ex_answer in (EX_QA_ANSWERABLE, EX_QA_UNANSWERABLE):
+            for ex_question, ex_answer in ANSWER_EXAMPLES:
                 messages += [
                     HumanMessage(answer_user(ex_question, EX_PASSAGE_1, EX_PASSAGE_2)),
                     AIMessage(json.dumps(ex_answer)),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from personagen.errors import SpecError
 from personagen.prompts.library import resolve_goal
 from personagen.state.spec import RunSpec
 
@@ -79,6 +80,11 @@ def estimate_run(
 ) -> Estimate:
     """Estimate calls, tokens and seconds for `spec` over data of `characters` characters."""
     goal = resolve_goal(spec.goal, base_dir=spec.base_dir)
+    if goal.loop != "qa":
+        raise SpecError(
+            f"estimate: goal {goal.name!r} uses the {goal.loop!r} loop; estimates cover the qa "
+            "loop only so far"
+        )
     params = goal.params
     persona_tokens = len(spec.persona.model_dump_json()) / 4
     excerpts = max(1, math.ceil(characters / int(params["excerpt_chars"])))

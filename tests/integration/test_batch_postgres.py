@@ -338,7 +338,7 @@ def test_driver_killed_mid_batch_then_batch_resume(
     tmp_path: Path, corpus_dir: Path, store: str, request: pytest.FixtureRequest
 ) -> None:
     from personagen.batch import load_batch
-    from personagen.batch.unit import is_finished, read_state
+    from personagen.batch.unit import has_started, is_finished, read_state
     from personagen.cli_batch import batch_app
 
     db = request.getfixturevalue("pg_url") if store == "postgres" else ""
@@ -352,12 +352,14 @@ def test_driver_killed_mid_batch_then_batch_resume(
         db, "local", str(logs), "0.25", "3", log=tmp_path / "driver.log",
     )  # fmt: skip
     try:
-        # Kill -9 once two runs are done and others are part-way.
-        wait_for(
-            lambda: batch_counts(batch_dir).get("done", 0) >= 2
-            and batch_counts(batch_dir).get("running", 0) >= 2,
-            timeout=240, what="two finished runs", proc=driver,
-        )  # fmt: skip
+        # Kill -9 once a run is done and another is part-way.
+        def part_way() -> bool:
+            calls = {r: len(logged_calls(logs, r)) for r in refs}
+            return batch_counts(batch_dir).get("done", 0) >= 1 and any(
+                3 <= calls[r] <= refs[r]["calls"] - 3 for r in refs
+            )
+
+        wait_for(part_way, timeout=240, what="a finished and a part-way run", proc=driver)
         os.kill(driver.pid, signal.SIGKILL)
         driver.wait(timeout=30)
     finally:
@@ -369,7 +371,7 @@ def test_driver_killed_mid_batch_then_batch_resume(
     at_kill = asyncio.run(states())
     done_at_kill = {r for r, s in at_kill.items() if is_finished(s)}
     partial = {r for r, s in at_kill.items() if s.values and not is_finished(s)}
-    assert len(done_at_kill) >= 2 and partial, (done_at_kill, partial)
+    assert done_at_kill and partial, (done_at_kill, partial)
     calls_at_kill = {r: len(logged_calls(logs, r)) for r in refs}
     bundles_at_kill = {
         r: (Path(at_kill[r].values["bundle_dir"]) / "metadata.json").stat().st_mtime_ns
@@ -390,8 +392,9 @@ def test_driver_killed_mid_batch_then_batch_resume(
     final = asyncio.run(states())
     for run_id, ref in refs.items():
         after = len(logged_calls(logs, run_id)) - calls_at_kill[run_id]
-        # Never started over, no node's result applied twice.
-        assert asyncio.run(input_checkpoints(target, run_id)) == 1, run_id
+        # Never started over (unless its input was never saved), no node applied twice.
+        started = 1 if has_started(at_kill[run_id]) or not at_kill[run_id].values else 2
+        assert asyncio.run(input_checkpoints(target, run_id)) == started, run_id
         assert stage_counts(final[run_id].values) == ref["stages"], run_id
         if run_id in done_at_kill:
             assert after == 0, run_id  # a finished run is not run again

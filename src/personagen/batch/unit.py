@@ -223,6 +223,15 @@ def is_finished(snapshot: Any) -> bool:
     return bool(snapshot.values) and not snapshot.tasks
 
 
+def has_started(snapshot: Any) -> bool:
+    """True when the run's input is checkpointed, so it can be resumed.
+
+    A run killed between its first checkpoint and the write of its input has a checkpoint
+    but no spec in it: nothing ran yet, and it is started again from its spec.
+    """
+    return "spec" in snapshot.values
+
+
 def _spent_tokens(run_id: str, bundle: str | None, state_dir: Path) -> int:
     if bundle:
         metadata = Path(bundle) / "metadata.json"
@@ -322,6 +331,6 @@ async def run_or_resume(
         }
         if hooks:
             common["hooks"] = hooks
-        if snapshot.values:
+        if has_started(snapshot):
             return await aresume(run_id, **common)
         return await arun(spec, run_id=run_id, **common)

@@ -17,6 +17,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.types import RetryPolicy
 
 from personagen.graph.context import RunContext
+from personagen.graph.loops import add_rewrite_loop, add_summary_loop, route_goal
 from personagen.graph.routing import decide, dispatch_answers, dispatch_evaluations
 from personagen.llm.client import is_transient
 from personagen.nodes.answer import answer
@@ -31,6 +32,9 @@ from personagen.nodes.optimize_rag import optimize_rag
 from personagen.nodes.refine import refine
 from personagen.nodes.resolve_goal import resolve_goal
 from personagen.nodes.review_answers import review_answers
+from personagen.nodes.review_output import review_output
+from personagen.nodes.review_persona import review_persona
+from personagen.nodes.review_questions import review_questions
 from personagen.nodes.run_hooks import (
     hooks_after_answers,
     hooks_after_evaluation,
@@ -38,9 +42,6 @@ from personagen.nodes.run_hooks import (
     hooks_after_questions,
     hooks_before_output,
 )
-from personagen.nodes.review_output import review_output
-from personagen.nodes.review_persona import review_persona
-from personagen.nodes.review_questions import review_questions
 from personagen.state.graph import InputState, OutputState, State
 
 # The client retries each call; this retries a whole task when a call still failed transiently.
@@ -78,7 +79,11 @@ def build_graph() -> StateGraph[State, RunContext, InputState, OutputState]:
     builder.add_edge("hooks_after_persona", "review_persona")
     builder.add_edge("review_persona", "resolve_goal")
     builder.add_edge("resolve_goal", "load_data")
-    builder.add_edge("load_data", "generate_questions")
+    builder.add_conditional_edges(
+        "load_data", route_goal, ["generate_questions", "summarize", "plan_rewrites"]
+    )
+    add_summary_loop(builder, exit_to="hooks_before_output")
+    add_rewrite_loop(builder, exit_to="hooks_before_output")
     builder.add_edge("generate_questions", "hooks_after_questions")
     builder.add_edge("hooks_after_questions", "review_questions")
     builder.add_conditional_edges(

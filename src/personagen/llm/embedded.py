@@ -20,6 +20,8 @@ compiles to a GBNF grammar, so the model can only emit JSON of that shape.
 from __future__ import annotations
 
 import asyncio
+import atexit
+import contextlib
 import functools
 import importlib.util
 import json
@@ -256,6 +258,20 @@ class _SharedLlama:
 
 _llamas: dict[tuple[str, int], _SharedLlama] = {}
 _llamas_lock = threading.Lock()
+
+
+@atexit.register
+def _close_llamas() -> None:
+    """Free the models before interpreter teardown, while llama_cpp's bindings still exist.
+
+    Left to the garbage collector, `Llama.__del__` runs after the bindings are torn down
+    and prints a TypeError traceback at every exit.
+    """
+    with _llamas_lock:
+        for shared in _llamas.values():
+            with contextlib.suppress(Exception):
+                shared.llama.close()
+        _llamas.clear()
 
 
 def _shared_llama(model_path: str, n_ctx: int, n_threads: int) -> _SharedLlama:

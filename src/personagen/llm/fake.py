@@ -415,3 +415,7 @@ class FakeEmbeddings(Embeddings):
     def embed_query(self, text: str) -> list[float]:
         """Embed a query."""
         return self._embed(text)
+
+
+# The summary and rewrite loops' defaults live next door; importing registers them.
+from personagen.llm import fake_goals as _fake_goals  # noqa: E402, F401

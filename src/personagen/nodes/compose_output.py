@@ -14,6 +14,7 @@ from personagen.nodes._instrument import instrumented
 from personagen.state.graph import State
 from personagen.state.metadata import Event
 from personagen.store.bundle import base_metadata, usage_summary, write_bundle
+from personagen.store.goal_export import write_goal_outputs
 from personagen.store.rag_export import write_rag_bundle
 from personagen.store.report import write_report
 
@@ -24,10 +25,10 @@ async def compose_output(state: State, runtime: Runtime[RunContext]) -> dict[str
     ctx, goal, spec = runtime.context, state["goal"], state["spec"]
     rejected = {
         p.id: p.model_copy(update={"status": "rejected"})
-        for p in state["pairs"].values()
+        for p in state.get("pairs", {}).values()
         if p.status == "failing"
     }
-    pairs = {**state["pairs"], **rejected}
+    pairs = {**state.get("pairs", {}), **rejected}
     reports = state.get("reports", [])
     events: list[Event] = []
     if reports and not reports[-1].baseline_met:
@@ -93,6 +94,10 @@ async def compose_output(state: State, runtime: Runtime[RunContext]) -> dict[str
         ),
     }
     directory = ctx.out_dir / state["run_id"]
+    goal_files, goal_metadata = await asyncio.to_thread(
+        write_goal_outputs, directory, dict(state), documents, ctx.store.get_text
+    )
+    metadata |= goal_metadata | {"goal_files": sorted(goal_files)}
     system_prompt = (
         f"You answer questions for {state['persona'].short()}. "
         f"Answer in language '{state['persona'].language}' at their level."

@@ -18,7 +18,7 @@ async def review_output(state: State, runtime: Runtime[RunContext]) -> dict[str,
     """Edit or reject accepted pairs before they are written."""
     if not hook_enabled(state, "output"):
         return {}
-    accepted = [p for p in state["pairs"].values() if p.status == "accepted"]
+    accepted = [p for p in state.get("pairs", {}).values() if p.status == "accepted"]
     decision = ask(state, "output", items=[as_item(p, with_answer=True) for p in accepted])
     if decision.approve_all:
         return {}

@@ -63,7 +63,7 @@ def _item_hook_node(
         )
         update: dict[str, Any] = {"pairs": updated, "hook_log": changes}
         if rescore and updated:
-            merged = {**state["pairs"], **updated}
+            merged = {**state.get("pairs", {}), **updated}
             minimum = state["goal"].param("min_accepted")
             update["reports"] = [
                 iteration_report(
@@ -84,7 +84,7 @@ def _this_pass(*statuses: str) -> Select:
     def select(state: State) -> list[QAPair]:
         iteration = state.get("iteration", 0)
         return [
-            p for p in state["pairs"].values() if p.status in statuses and p.iteration == iteration
+            p for p in state.get("pairs", {}).values() if p.status in statuses and p.iteration == iteration
         ]
 
     return select
@@ -97,6 +97,6 @@ hooks_after_evaluation = _item_hook_node(
 )
 hooks_before_output = _item_hook_node(
     "before_output",
-    lambda state: [p for p in state["pairs"].values() if p.status in ("accepted", "unanswerable")],
+    lambda state: [p for p in state.get("pairs", {}).values() if p.status in ("accepted", "unanswerable")],
     "accepted",
 )

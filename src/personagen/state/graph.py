@@ -14,6 +14,7 @@ from personagen.state.goal import ResolvedGoal
 from personagen.state.hooks import HookChange
 from personagen.state.items import PersonaProfile, QAPair
 from personagen.state.metadata import Event, IterationReport, LLMCall, StageRun
+from personagen.state.outputs import RewriteItem, SummaryDraft, SummaryNote, merge_rewrites
 from personagen.state.spec import RunSpec
 
 RunStatus = Literal["running", "done", "failed", "budget_exhausted", "stopped"]
@@ -64,6 +65,12 @@ class State(InputState, total=False):
     """Every node execution, with its time and usage."""
     hook_log: Annotated[list[HookChange], operator.add]
     """What each user hook changed."""
+    summary_notes: list[SummaryNote]
+    """Summary loop: notes taken on the data (map step), each with its source spans."""
+    summary: SummaryDraft
+    """Summary loop: the summary being tuned, with its claims and judgements."""
+    rewrites: Annotated[dict[str, RewriteItem], merge_rewrites]
+    """Rewrite loop: every unit of the data and its rewrite, by id, in every status."""
     rag: dict[str, Any] | None
     """The RAG sweep's result (chosen parameters and the table tried)."""
     bundle_dir: str
@@ -80,6 +87,8 @@ class OutputState(TypedDict, total=False):
     bundle_dir: str
     reports: list[IterationReport]
     pairs: dict[str, QAPair]
+    summary: SummaryDraft
+    rewrites: dict[str, RewriteItem]
     events: list[Event]
 
 

@@ -174,7 +174,7 @@ def write_bundle(
     """Write every file of the bundle into `directory`; return name -> path."""
     directory.mkdir(parents=True, exist_ok=True)
     sources = {d.id: d.source for d in documents}
-    pairs: list[QAPair] = list(state["pairs"].values())
+    pairs: list[QAPair] = list(state.get("pairs", {}).values())
     kept = [p for p in pairs if p.status in ("accepted", "unanswerable")]
     rejected = [p for p in pairs if p.status == "rejected"]
     spec = state["spec"]
@@ -196,13 +196,14 @@ def write_bundle(
             for d in documents
         ],
     )
-    put("qa.jsonl", write_jsonl, (qa_row(p, sources) for p in kept))
-    put("rejected.jsonl", write_jsonl, (qa_row(p, sources) for p in rejected))
-    put(
-        "qa_finetune.jsonl",
-        write_jsonl,
-        (finetune_row(p, finetune_system_prompt) for p in kept if p.status == "accepted"),
-    )
+    if state["goal"].loop == "qa":  # other goals write their own files (store/goal_export.py)
+        put("qa.jsonl", write_jsonl, (qa_row(p, sources) for p in kept))
+        put("rejected.jsonl", write_jsonl, (qa_row(p, sources) for p in rejected))
+        put(
+            "qa_finetune.jsonl",
+            write_jsonl,
+            (finetune_row(p, finetune_system_prompt) for p in kept if p.status == "accepted"),
+        )
     metadata = {**metadata, "files": sorted([*files, "metadata.json"])}
     put("metadata.json", write_json, metadata)
     return files
