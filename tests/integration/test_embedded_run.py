@@ -33,7 +33,9 @@ def test_example_runs_offline_on_the_embedded_model(tmp_path: Path) -> None:
     bundle = result.bundle_dir
     assert bundle is not None
     metadata = json.loads((bundle / "metadata.json").read_text())
-    assert metadata["model"].startswith("gemma")
+    from personagen.llm.embedded import default_model_name
+
+    assert metadata["model"] == default_model_name()
     totals = metadata["usage"]["totals"]
     assert totals["llm_calls"] > 0 and totals["input_tokens"] > 0 and totals["output_tokens"] > 0
     kept = (bundle / "qa.jsonl").read_text().splitlines()

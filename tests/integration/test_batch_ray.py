@@ -1,0 +1,241 @@
+"""The Ray backend on a local, loopback-only Ray cluster with Postgres checkpoints.
+
+Skipped, with the reason shown, when Ray is not installed (the `ray` extra) or no
+PostgreSQL server can be had (see test_batch_postgres.py). Ray is imported with
+RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 so every Ray server listens on, and every connection
+goes to, 127.0.0.1; the `ray_cluster` fixture checks that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # before Ray is imported
+ray = pytest.importorskip("ray", reason="ray is not installed: pip install '.[ray]'")
+
+from personagen.batch import ModelRef, arun_batch, load_batch  # noqa: E402
+from personagen.batch.summary import BatchProgress  # noqa: E402
+from personagen.batch.unit import has_started, is_finished, read_state, run_lock  # noqa: E402
+
+from ..unit.test_batch import (  # noqa: E402
+    assert_matches_references,
+    input_checkpoints,
+    reference_runs,
+    saved_calls,
+    stage_counts,
+    write_batch,
+)
+from .test_batch_postgres import (  # noqa: E402, F401 - fixtures shared with the Postgres suite
+    DRIVER,
+    LOGGED_MODEL,
+    REPO,
+    batch_counts,
+    kill_session,
+    logged_calls,
+    pg_server,
+    pg_url,
+    start_driver,
+    wait_for,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+RUNTIME_ENV = {"env_vars": {"PYTHONPATH": str(REPO)}}  # workers import the logged model
+
+
+@pytest.fixture(scope="module")
+def ray_cluster() -> Iterator[Any]:
+    """A Ray cluster for this module, on 127.0.0.1 only."""
+    from personagen.batch.ray_backend import start_ray
+
+    module, started = start_ray("local", init_kwargs={"num_cpus": 2, "runtime_env": RUNTIME_ENV})
+    try:
+        assert module.get_runtime_context().gcs_address.startswith("127.0.0.1:")
+        assert {n["NodeManagerAddress"] for n in module.nodes()} == {"127.0.0.1"}
+        yield module
+    finally:
+        if started:
+            module.shutdown()
+
+
+def _model(logs: Path, latency: float) -> ModelRef:
+    return ModelRef(LOGGED_MODEL, {"log": f"{logs}/{{run_id}}.log", "latency": latency})
+
+
+async def test_ray_batch_matches_single_runs(
+    tmp_path: Path, corpus_dir: Path, pg_url: str, ray_cluster: Any
+) -> None:
+    plan = load_batch(write_batch(tmp_path))
+    assert len(plan.items) == 8
+    refs = await reference_runs(plan, tmp_path / "ref")
+    logs = tmp_path / "logs"
+    seen: list[BatchProgress] = []
+    report = await arun_batch(
+        plan,
+        backend="ray",
+        out_dir=tmp_path / "out",
+        state_dir=tmp_path / "state",
+        checkpoint=pg_url,
+        concurrency=3,
+        chat_model=_model(logs, 0.05),
+        progress=seen.append,
+        ray_actors=2,
+        ray_options={"runtime_env": RUNTIME_ENV},
+    )
+    assert report.status == "done", report.runs
+    assert_matches_references(report.runs, refs)
+    pids = set()
+    for item in plan.items:
+        calls = logged_calls(logs, item.run_id)
+        assert len(calls) == refs[item.run_id]["calls"]
+        assert len({c["pid"] for c in calls}) == 1  # one worker ran it
+        pids.add(calls[0]["pid"])
+        assert await input_checkpoints(pg_url, item.run_id) == 1
+    assert len(pids) == 2 and os.getpid() not in pids  # both actors, never the driver
+    assert seen[-1].done == 8 and seen[-1].tokens == report.summary["tokens"] > 0
+    manifest = json.loads((report.batch_dir / "manifest.json").read_text())
+    assert manifest["ray"] == {"address": "local", "actors": 2, "max_retries": 3}
+    assert manifest["chat_model"]["factory"] == LOGGED_MODEL
+
+
+async def test_worker_killed_mid_batch_is_retried(
+    tmp_path: Path, corpus_dir: Path, pg_url: str, ray_cluster: Any
+) -> None:
+    plan = load_batch(write_batch(tmp_path))
+    refs = await reference_runs(plan, tmp_path / "ref")
+    logs = tmp_path / "logs"
+    done: set[str] = set()
+
+    def progress(p: BatchProgress) -> None:
+        if p.run_id and p.status == "done":
+            done.add(p.run_id)
+
+    batch = asyncio.create_task(
+        arun_batch(
+            plan,
+            backend="ray",
+            out_dir=tmp_path / "out",
+            state_dir=tmp_path / "state",
+            checkpoint=pg_url,
+            concurrency=3,
+            chat_model=_model(logs, 0.3),
+            progress=progress,
+            lock_timeout=60,
+            ray_actors=2,
+            ray_max_retries=2,
+            ray_options={"runtime_env": RUNTIME_ENV},
+        )
+    )
+    # A worker with two runs part-way gets kill -9.
+    victim = None
+    deadline = time.monotonic() + 240
+    while victim is None:
+        await asyncio.sleep(0.05)
+        assert not batch.done(), batch.result()
+        assert time.monotonic() < deadline, "no worker ever had two runs part-way"
+        part_way: dict[int, set[str]] = {}
+        for run_id, ref in refs.items():
+            calls = logged_calls(logs, run_id)
+            if run_id not in done and 2 <= len(calls) <= ref["calls"] - 4:
+                part_way.setdefault(calls[-1]["pid"], set()).add(run_id)
+        victim = next((pid for pid, runs in part_way.items() if len(runs) >= 2), None)
+    os.kill(victim, signal.SIGKILL)
+    killed_at = time.time()
+    # Freeze the victim's runs as the kill left them: the server drops the dead worker's
+    # locks, we take them before the restarted worker does, read the state, let go.
+    touched = {r for r in refs if any(c["pid"] == victim for c in logged_calls(logs, r))}
+    at_kill = {}
+    for run_id in touched:
+        async with run_lock(run_id, pg_url, timeout=20) as held:
+            assert held, f"run {run_id} still locked 20 s after its worker died"
+            at_kill[run_id] = await read_state(run_id, pg_url)
+    interrupted = {r for r, s in at_kill.items() if not is_finished(s)}
+    assert len(interrupted) >= 2, at_kill
+
+    report = await asyncio.wait_for(batch, timeout=300)
+    assert report.status == "done", report.runs
+    assert_matches_references(report.runs, refs)
+    for run_id, ref in refs.items():
+        calls = logged_calls(logs, run_id)
+        after = [c for c in calls if c["pid"] != victim]
+        assert not [c for c in calls if c["pid"] == victim and c["at"] > killed_at + 0.5]
+        assert stage_counts((await read_state(run_id, pg_url)).values) == ref["stages"]
+        started = (
+            2
+            if run_id in at_kill and at_kill[run_id].values and not has_started(at_kill[run_id])
+            else 1
+        )
+        assert await input_checkpoints(pg_url, run_id) == started, run_id
+        if run_id in interrupted:
+            # Retried in a new worker, which redid only what the checkpoint did not hold.
+            assert after and {c["pid"] for c in after} != {victim}
+            assert len(after) == ref["calls"] - saved_calls(at_kill[run_id]), run_id
+        elif run_id in touched:
+            assert not after, run_id  # finished before the kill: not run again
+        else:
+            assert len(calls) == ref["calls"], run_id
+
+
+def test_driver_killed_mid_batch_then_batch_resume(
+    tmp_path: Path, corpus_dir: Path, pg_url: str, ray_cluster: Any
+) -> None:
+    from personagen.cli_batch import batch_app
+
+    plan = load_batch(write_batch(tmp_path))
+    refs = asyncio.run(reference_runs(plan, tmp_path / "ref"))
+    logs = tmp_path / "logs"
+    batch_dir = tmp_path / "out" / "homes"
+    # The driver starts its own local Ray cluster, as `personagen batch run --backend ray`.
+    driver = start_driver(
+        DRIVER, str(tmp_path / "homes.yaml"), str(tmp_path / "out"), str(tmp_path / "state"),
+        pg_url, "ray", str(logs), "0.3", "3", log=tmp_path / "driver.log",
+    )  # fmt: skip
+    try:
+
+        def part_way() -> bool:
+            calls = {r: len(logged_calls(logs, r)) for r in refs}
+            return batch_counts(batch_dir).get("done", 0) >= 1 and any(
+                3 <= calls[r] <= refs[r]["calls"] - 3 for r in refs
+            )
+
+        wait_for(part_way, timeout=300, what="a finished and a part-way run", proc=driver)
+        os.kill(driver.pid, signal.SIGKILL)  # the driver only: its workers may write on
+        killed_at = time.time()
+        driver.wait(timeout=30)
+        summary_at_kill = json.loads((batch_dir / "batch.json").read_text())
+        done_at_kill = {r["id"] for r in summary_at_kill["runs"] if r["status"] == "done"}
+        bundles = {
+            r["id"]: (Path(r["bundle_dir"]) / "metadata.json").stat().st_mtime_ns
+            for r in summary_at_kill["runs"]
+            if r["id"] in done_at_kill
+        }
+        assert done_at_kill and len(done_at_kill) < len(refs)
+
+        # Straight away, as after a crash: the old workers' runs wait on their locks.
+        args = ["resume", "homes", "--out", str(tmp_path / "out"), "-q", "--lock-timeout", "60"]
+        resumed = CliRunner().invoke(batch_app, args, env={"PERSONAGEN_BATCH_DB_URL": pg_url})
+    finally:
+        kill_session(driver.pid)
+    summary = json.loads((batch_dir / "batch.json").read_text())
+    assert resumed.exit_code == 0, (resumed.exception, [(r["status"], r["error"]) for r in summary["runs"]])  # fmt: skip
+    assert summary["status"] == "done" and summary["backend"] == "ray"
+    assert_matches_references(summary["runs"], refs)
+    for run_id, ref in refs.items():
+        final = asyncio.run(read_state(run_id, pg_url))
+        assert stage_counts(final.values) == ref["stages"], run_id  # no node applied twice
+        if run_id in done_at_kill:
+            calls = logged_calls(logs, run_id)
+            assert not [c for c in calls if c["at"] > killed_at], run_id
+            metadata = Path(final.values["bundle_dir"]) / "metadata.json"
+            assert metadata.stat().st_mtime_ns == bundles[run_id]
