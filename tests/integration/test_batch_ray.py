@@ -39,10 +39,12 @@ from ..unit.test_batch import (  # noqa: E402
 from .test_batch_postgres import (  # noqa: E402, F401 - fixtures shared with the Postgres suite
     DRIVER,
     LOGGED_MODEL,
+    NO_OUTSIDE_HTTP,
     REPO,
     batch_counts,
     kill_session,
     logged_calls,
+    monkeypatch_env,
     pg_server,
     pg_url,
     start_driver,
@@ -59,7 +61,10 @@ def ray_cluster() -> Iterator[Any]:
     """A Ray cluster for this module, on 127.0.0.1 only."""
     from personagen.batch.ray_backend import start_ray
 
-    module, started = start_ray("local", init_kwargs={"num_cpus": 2, "runtime_env": RUNTIME_ENV})
+    with monkeypatch_env(NO_OUTSIDE_HTTP):
+        module, started = start_ray(
+            "local", init_kwargs={"num_cpus": 2, "runtime_env": RUNTIME_ENV}
+        )
     try:
         assert module.get_runtime_context().gcs_address.startswith("127.0.0.1:")
         assert {n["NodeManagerAddress"] for n in module.nodes()} == {"127.0.0.1"}
@@ -74,7 +79,10 @@ def _model(logs: Path, latency: float) -> ModelRef:
 
 
 async def test_ray_batch_matches_single_runs(
-    tmp_path: Path, corpus_dir: Path, pg_url: str, ray_cluster: Any
+    tmp_path: Path,
+    corpus_dir: Path,
+    pg_url: str,  # noqa: F811 - the fixture imported above
+    ray_cluster: Any,
 ) -> None:
     plan = load_batch(write_batch(tmp_path))
     assert len(plan.items) == 8
@@ -110,7 +118,10 @@ async def test_ray_batch_matches_single_runs(
 
 
 async def test_worker_killed_mid_batch_is_retried(
-    tmp_path: Path, corpus_dir: Path, pg_url: str, ray_cluster: Any
+    tmp_path: Path,
+    corpus_dir: Path,
+    pg_url: str,  # noqa: F811 - the fixture imported above
+    ray_cluster: Any,
 ) -> None:
     plan = load_batch(write_batch(tmp_path))
     refs = await reference_runs(plan, tmp_path / "ref")
@@ -188,7 +199,10 @@ async def test_worker_killed_mid_batch_is_retried(
 
 
 def test_driver_killed_mid_batch_then_batch_resume(
-    tmp_path: Path, corpus_dir: Path, pg_url: str, ray_cluster: Any
+    tmp_path: Path,
+    corpus_dir: Path,
+    pg_url: str,  # noqa: F811 - the fixture imported above
+    ray_cluster: Any,
 ) -> None:
     from personagen.cli_batch import batch_app
 
@@ -228,7 +242,8 @@ def test_driver_killed_mid_batch_then_batch_resume(
     finally:
         kill_session(driver.pid)
     summary = json.loads((batch_dir / "batch.json").read_text())
-    assert resumed.exit_code == 0, (resumed.exception, [(r["status"], r["error"]) for r in summary["runs"]])  # fmt: skip
+    statuses = [(r["status"], r["error"]) for r in summary["runs"]]
+    assert resumed.exit_code == 0, (resumed.exception, statuses)
     assert summary["status"] == "done" and summary["backend"] == "ray"
     assert_matches_references(summary["runs"], refs)
     for run_id, ref in refs.items():

@@ -46,3 +46,8 @@ def test_example_runs_offline_on_the_embedded_model(tmp_path: Path) -> None:
         assert json.loads(line)["reasons"]
     custom = [p for p in result.pairs.values() if p.origin == "custom"]
     assert [p.question for p in custom] == ["Can I buy with a 5% deposit?"]
+    # Small models answer extractively: every accepted answer is made of source sentences.
+    for pair in result.accepted:
+        assert pair.spans
+        for span in pair.spans:
+            assert " ".join(span.text.split()) in " ".join(pair.answer.split())

@@ -99,22 +99,28 @@ class LLMClient:
         message = await self._with_retries(self.chat, messages)
         return str(message.content)
 
+    def _build_runnable(self, schema: type[BaseModel]) -> Any:
+        if self.method == "native":
+            return self.chat.with_structured_output(schema, include_raw=True)
+        if self.method == "prompt":
+            return self.chat
+        return self.chat.with_structured_output(schema, method=self.method, include_raw=True)
+
     def _runnable(self, schema: type[BaseModel]) -> Any:
         # Building a structured-output runnable costs milliseconds; build one per schema.
         if schema not in self._runnables:
-            if self.method == "native":
-                runnable = self.chat.with_structured_output(schema, include_raw=True)
-            elif self.method == "prompt":
-                runnable = self.chat
-            else:
-                runnable = self.chat.with_structured_output(
-                    schema, method=self.method, include_raw=True
-                )
-            self._runnables[schema] = runnable
+            self._runnables[schema] = self._build_runnable(schema)
         return self._runnables[schema]
 
-    async def structured(self, messages: list[BaseMessage], schema: type[T]) -> T:
+    async def structured(
+        self, messages: list[BaseMessage], schema: type[T], *, one_off: bool = False
+    ) -> T:
         """Call the model for an instance of `schema`: retried, repaired, or reported.
+
+        Args:
+            messages: the prompt.
+            schema: the pydantic model to return.
+            one_off: the schema is built for this call only (don't keep its runnable).
 
         Raises:
             StructuredOutputError: when neither the retries nor repair yield a valid instance.
@@ -122,7 +128,7 @@ class LLMClient:
         prompt = (
             _with_schema_instructions(messages, schema) if self.method == "prompt" else messages
         )
-        runnable = self._runnable(schema)
+        runnable = self._runnable(schema) if not one_off else self._build_runnable(schema)
         raw_text, reason = "", "no output"
         for _ in range(self.parse_attempts):
             result = await self._with_retries(runnable, prompt)

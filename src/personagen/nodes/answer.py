@@ -16,7 +16,7 @@ from personagen.graph.context import RunContext
 from personagen.nodes._common import prompt_vars
 from personagen.nodes._instrument import instrumented
 from personagen.prompts.library import render
-from personagen.prompts.schemas import AnswerOut
+from personagen.prompts.schemas import AnswerOut, extractive_answer_schema
 from personagen.state.graph import AnswerTask
 from personagen.state.items import RetrievedContext
 
@@ -59,13 +59,20 @@ async def answer(task: AnswerTask, runtime: Runtime[RunContext]) -> dict[str, An
         question=pair.question,
         feedback=pair.feedback,
     )
+    schema: type[AnswerOut] = AnswerOut
+    if ctx.llm.small_model:
+        schema = extractive_answer_schema([c.text for c in contexts])
     try:
         async with ctx.semaphore:
-            out = await ctx.llm.structured(messages, AnswerOut)
+            out = await ctx.llm.structured(messages, schema, one_off=schema is not AnswerOut)
     except StructuredOutputError as exc:
         update |= {"status": "failing", "error": str(exc), "feedback": [f"answering failed: {exc}"]}
         return {"pairs": {pair.id: pair.model_copy(update=update)}}
     answer_text = out.answer.strip()
+    if schema is not AnswerOut and out.answerable and out.quotes:
+        # Tiny models paraphrase into nonsense; their verbatim picks are reliable. The answer
+        # is the picked sentences themselves: faithful to the sources by construction.
+        answer_text = " ".join(dict.fromkeys(q.strip() for q in out.quotes))
     answerable = bool(out.answerable and answer_text)
     spans, unmatched = (
         ground_quotes(out.quotes, contexts, ctx.store.get_text) if answerable else ([], [])

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, create_model
+
+from personagen.llm._text import sentences
 
 
 class PersonaProfileOut(BaseModel):
@@ -86,3 +88,35 @@ class ReplacementQuestionOut(BaseModel):
         description="A new question this persona would ask, answerable from the excerpt.",
         max_length=300,
     )
+
+
+MAX_EXTRACTIVE_SENTENCES = 24
+MAX_SENTENCE_CHARS = 400
+
+
+def extractive_answer_schema(contexts: list[str]) -> type[AnswerOut]:
+    """An `AnswerOut` whose quotes must be sentences of the contexts, verbatim.
+
+    Used with small local models: JSON-schema grammars turn the `enum` into a constraint, so
+    the model can only pick real sentences (measured: all picks verbatim, where free-text
+    quotes were verbatim a quarter of the time).
+    """
+    picked: list[str] = []
+    for context in contexts:
+        for sentence in sentences(context):
+            sentence = " ".join(sentence.split())
+            if 12 <= len(sentence) <= MAX_SENTENCE_CHARS and sentence not in picked:
+                picked.append(sentence)
+    picked = picked[:MAX_EXTRACTIVE_SENTENCES] or ["(no sentence)"]
+    quote_type = Literal[tuple(picked)]  # type: ignore[valid-type]
+    model = create_model(
+        "AnswerOut",
+        __base__=AnswerOut,
+        # The free-text answer is replaced by the picked sentences: keep it short (fast).
+        answer=(str, Field(description="A short answer; empty when not answerable.", max_length=200)),
+        quotes=(
+            list[quote_type],  # type: ignore[valid-type]
+            Field(description="Sentences from the context that answer the question.", max_length=3),
+        ),
+    )
+    return model
