@@ -1,8 +1,8 @@
 """`personagen batch`: run a batch file, resume a batch after any crash, show where it stands.
 
-Mounted by the main CLI with `app.add_typer(batch_app, name="batch")`. The checkpoint
-database comes from `--db` (default `$PERSONAGEN_BATCH_DB_URL`, else the state folder's
-SQLite file); the ray backend needs Postgres and the `ray` extra.
+Mounted by the main CLI with `app.add_typer(batch_app, name="batch")`. Checkpoints go to
+`--db` (default `$PERSONAGEN_BATCH_DB_URL`, else one SQLite file per run in
+`STATE_DIR/checkpoints/`); the ray backend needs Postgres and the `ray` extra.
 """
 
 from __future__ import annotations
@@ -45,8 +45,8 @@ DbOption = Annotated[
         metavar="URL",
         envvar=DB_URL_ENV,
         show_envvar=True,
-        help="Checkpoint database: a postgresql:// URL or a SQLite path "
-        "(default: STATE_DIR/checkpoints.sqlite).",
+        help="Checkpoints: a postgresql:// URL, or a folder for one SQLite file per run "
+        "(default: STATE_DIR/checkpoints/).",
     ),
 ]
 RayAddressOption = Annotated[

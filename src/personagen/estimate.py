@@ -101,7 +101,9 @@ def estimate_run(
 
     def judged(n: int) -> list[StageEstimate]:
         out = []
-        if "faithfulness" in goal.metrics:
+        # Small bundled models answer extractively: faithfulness needs no judge call then.
+        extractive = spec.llm.provider == "embedded" and spec.llm.model_path is None
+        if "faithfulness" in goal.metrics and not extractive:
             out.append(_stage("faith_statements", n, 40))
             out.append(_stage("faith_nli", n, context))
         if "answer_relevancy" in goal.metrics:

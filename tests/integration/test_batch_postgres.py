@@ -301,7 +301,7 @@ async def test_local_batch_on_postgres_matches_single_runs(
     for item in plan.items:
         assert len(logged_calls(logs, item.run_id)) == refs[item.run_id]["calls"]
         assert await input_checkpoints(pg_url, item.run_id) == 1
-    assert not (tmp_path / "state" / "checkpoints.sqlite").exists()
+    assert not (tmp_path / "state" / "checkpoints").exists()
     # Again, with no batch.json: every run is read back from Postgres, no model call.
     (tmp_path / "out" / "homes" / "batch.json").unlink()
     again = await arun_batch(
@@ -332,7 +332,7 @@ async def test_advisory_lock_excludes_and_dies_with_its_holder(
     tmp_path: Path, make_spec: Any, pg_url: str
 ) -> None:
     from personagen.batch import run_or_resume
-    from personagen.batch.unit import LOCKED, run_lock
+    from personagen.batch.unit import LOCKED, RunLocks, run_lock
     from personagen.specfile import parse_spec
 
     holder = start_driver(HOLD_LOCK, "locked-run", pg_url, log=tmp_path / "holder.log")
@@ -350,6 +350,11 @@ async def test_advisory_lock_excludes_and_dies_with_its_holder(
         assert skipped.status == LOCKED and not model.calls
         async with run_lock("other-run", pg_url) as other:
             assert other  # locks are per run
+        # One session holds a process's locks; a second unit of the same run is refused
+        # even though Postgres advisory locks are re-entrant within a session.
+        async with RunLocks(pg_url) as locks, locks.hold("twin") as first:
+            async with locks.hold("twin", timeout=0.3) as second:
+                assert first and not second
         # The holder dies without unlocking: the server drops its session's locks.
         os.kill(holder.pid, signal.SIGKILL)
         holder.wait(timeout=30)
@@ -368,11 +373,12 @@ def test_driver_killed_mid_batch_then_batch_resume(
     tmp_path: Path, corpus_dir: Path, store: str, request: pytest.FixtureRequest
 ) -> None:
     from personagen.batch import load_batch
+    from personagen.batch._checkpoints import run_checkpoint
     from personagen.batch.unit import has_started, is_finished, read_state
     from personagen.cli_batch import batch_app
 
     db = request.getfixturevalue("pg_url") if store == "postgres" else ""
-    target = db or str(tmp_path / "state" / "checkpoints.sqlite")
+    store = db or str(tmp_path / "state" / "checkpoints")  # one SQLite file per run
     plan = load_batch(write_batch(tmp_path))
     refs = asyncio.run(reference_runs(plan, tmp_path / "ref"))
     logs = tmp_path / "logs"
@@ -396,7 +402,10 @@ def test_driver_killed_mid_batch_then_batch_resume(
         kill_session(driver.pid)
 
     async def states() -> dict[str, Any]:
-        return {i.run_id: await read_state(i.run_id, target) for i in plan.items}
+        return {
+            i.run_id: await read_state(i.run_id, run_checkpoint(store, i.run_id))
+            for i in plan.items
+        }
 
     at_kill = asyncio.run(states())
     done_at_kill = {r for r, s in at_kill.items() if is_finished(s)}
@@ -424,6 +433,7 @@ def test_driver_killed_mid_batch_then_batch_resume(
         after = len(logged_calls(logs, run_id)) - calls_at_kill[run_id]
         # Never started over (unless its input was never saved), no node applied twice.
         started = 1 if has_started(at_kill[run_id]) or not at_kill[run_id].values else 2
+        target = run_checkpoint(store, run_id)
         assert asyncio.run(input_checkpoints(target, run_id)) == started, run_id
         assert stage_counts(final[run_id].values) == ref["stages"], run_id
         if run_id in done_at_kill:

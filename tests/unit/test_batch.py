@@ -27,7 +27,13 @@ from personagen.batch import (
     parse_batch,
     run_or_resume,
 )
-from personagen.batch._checkpoints import BatchError, normalize_checkpoint, without_password
+from personagen.batch._checkpoints import (
+    BatchError,
+    normalize_checkpoint,
+    resolve_store,
+    run_checkpoint,
+    without_password,
+)
 from personagen.batch.spec import run_id_for
 from personagen.batch.summary import BatchProgress
 from personagen.batch.unit import LOCKED, lock_key, read_state, run_lock
@@ -309,6 +315,18 @@ def test_checkpoint_targets(given: str | None, expected: str | None) -> None:
     assert normalize_checkpoint(given) == expected
 
 
+def test_batch_checkpoint_stores(tmp_path: Path) -> None:
+    assert resolve_store(None, tmp_path) == str(tmp_path.resolve() / "checkpoints")
+    assert resolve_store("sqlite:///" + str(tmp_path / "cps"), "x") == str(tmp_path / "cps")
+    url = "postgresql+psycopg://u@127.0.0.1:5/db"
+    assert resolve_store(url, "x") == "postgresql://u@127.0.0.1:5/db"
+    assert run_checkpoint("postgresql://h/db", "r1") == "postgresql://h/db"
+    assert run_checkpoint(str(tmp_path), "r1") == str(tmp_path / "r1.sqlite")
+    for single_file in ("cp.sqlite", "sqlite:///cp.db", ":memory:"):
+        with pytest.raises(BatchError, match="give a folder"):
+            resolve_store(single_file, tmp_path)
+
+
 def test_checkpoint_target_errors_hide_the_password() -> None:
     with pytest.raises(BatchError) as info:
         normalize_checkpoint("mysql://root:hunter2@127.0.0.1/db")
@@ -535,7 +553,9 @@ def test_cli_run_status_resume(tmp_path: Path, corpus_dir: Path, monkeypatch: An
     resumed = runner.invoke(batch_app, ["resume", "homes", "--out", "out", "-q"])
     assert resumed.exit_code == 0, resumed.output
     assert "done: 4/4 done" in resumed.output
-    assert (tmp_path / ".personagen" / "checkpoints.sqlite").is_file()
+    # One SQLite checkpoint file per run, in the state folder.
+    files = sorted(p.name for p in (tmp_path / ".personagen" / "checkpoints").glob("*.sqlite"))
+    assert len(files) == 4 and all(f.startswith("homes-") for f in files)
 
 
 def test_cli_errors_are_named(tmp_path: Path) -> None:

@@ -31,7 +31,15 @@ def test_estimate_scales_with_questions(make_spec: Any) -> None:
 async def test_low_estimate_is_close_to_a_real_first_pass(tmp_path: Path, make_spec: Any) -> None:
     spec_data = make_spec(run={"max_iterations": 1})
     spec = parse_spec(spec_data)
-    model = FakeChatModel()
+    def generative(request: Any) -> dict[str, Any]:
+        from personagen.llm.fake import default_response
+
+        out = default_response(request)  # a non-extractive answer, so faithfulness is judged
+        if out["answerable"]:
+            out["answer"] += " That should help."
+        return out
+
+    model = FakeChatModel(responders={"AnswerOut": generative})
     result = await arun(spec, chat_model=model, out_dir=tmp_path / "o", state_dir=tmp_path / "s")
     refs = json.loads((result.bundle_dir / "data_refs.json").read_text())
     guess = estimate_run(spec, characters=sum(r["chars"] for r in refs), documents=len(refs))

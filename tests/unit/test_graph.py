@@ -188,3 +188,12 @@ async def test_bad_data_source_fails_naming_it(tmp_path: Path, make_spec: Any) -
     spec = make_spec(data=[{"path": str(tmp_path / "missing" / "*.md")}])
     with pytest.raises(DataSourceError, match="missing"):
         await _run(tmp_path, spec, FakeChatModel())
+
+
+def test_extractive_answers_are_faithful_by_construction() -> None:
+    from personagen.evaluators.grounding import is_extractive
+
+    spans = ["Most lenders ask for a deposit\nof at least five percent.", "Fees apply."]
+    assert is_extractive("Most lenders ask for a deposit of at least five percent. Fees apply.", spans)
+    assert not is_extractive("Most lenders ask for a deposit of at least five percent. So yes!", spans)
+    assert not is_extractive("", spans) and not is_extractive("Fees apply.", [])

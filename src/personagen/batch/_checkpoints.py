@@ -1,4 +1,11 @@
-"""Checkpoint targets for batches: URL forms, one-time setup, and a Postgres connection pool."""
+"""Checkpoint stores for batches: URL forms, one-time setup, and a Postgres connection pool.
+
+A batch keeps its checkpoints in Postgres (one database for every worker and machine) or, on
+one machine, in a folder of SQLite files, one per run. One file per run rather than one
+shared file: LangGraph's SQLite saver holds its write transaction across an `await`, so
+with many runs on one busy event loop, writers on a shared file wait past SQLite's busy
+timeout ("database is locked"); per-run files never contend.
+"""
 
 from __future__ import annotations
 
@@ -47,6 +54,42 @@ def normalize_checkpoint(target: str | Path | None) -> str | None:
     )
 
 
+_SQLITE_SUFFIXES = (".sqlite", ".sqlite3", ".db")
+
+
+def resolve_store(checkpoint: str | Path | None, state_dir: str | Path) -> str:
+    """Where a batch keeps its checkpoints: a libpq Postgres URL, or an absolute folder.
+
+    Args:
+        checkpoint: a Postgres URL (libpq or `postgresql+psycopg://`), a folder, or
+            `sqlite:///folder`; None for `<state_dir>/checkpoints/`.
+        state_dir: the batch's state folder.
+
+    Raises:
+        BatchError: a single SQLite file was given (a batch needs a folder), or an
+            unsupported URL.
+    """
+    target = normalize_checkpoint(checkpoint)
+    if target is None:
+        return str(Path(state_dir).resolve() / "checkpoints")
+    if is_postgres(target):
+        return target
+    folder = Path(target)
+    if target == ":memory:" or folder.suffix.lower() in _SQLITE_SUFFIXES or folder.is_file():
+        raise BatchError(
+            f"checkpoint {target!r}: a batch keeps one SQLite file per run, so give a folder "
+            "(or a postgresql:// URL), not a file"
+        )
+    return str(folder.resolve())
+
+
+def run_checkpoint(store: str, run_id: str) -> str:
+    """The checkpoint target of one run in a batch store (see `resolve_store`)."""
+    if is_postgres(store):
+        return store
+    return str(Path(store) / f"{run_id}.sqlite")
+
+
 def redact(target: str | None) -> str:
     """The target with any password masked, for messages."""
     from personagen.store._redact import redact_url
@@ -71,34 +114,27 @@ def without_password(target: str | None) -> str | None:
 
 
 async def prepare_checkpoint(target: str) -> None:
-    """Create the checkpoint tables once, before any run starts.
+    """Create the checkpoint tables once, before any run starts (a folder: create it).
 
     LangGraph's Postgres `setup()` runs its migrations without a lock, so many runners
     calling it at once on a fresh database race; after this, every later `setup()` finds
     the migrations done and changes nothing.
     """
-    if is_postgres(target):
-        try:
-            from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
-        except ImportError as exc:  # pragma: no cover - depends on the extra
-            raise BatchError(
-                "Postgres checkpoints need: pip install 'personagen[postgres]'"
-            ) from exc
-        import psycopg
-
-        try:
-            async with AsyncPostgresSaver.from_conn_string(target) as saver:
-                await saver.setup()
-        except psycopg.Error as exc:
-            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise BatchError(
-                f"cannot open the checkpoint database {redact(target)}: {reason}"
-            ) from exc
+    if not is_postgres(target):
+        Path(target).mkdir(parents=True, exist_ok=True)
         return
-    from personagen.graph.checkpoint import open_checkpointer
+    try:
+        from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+    except ImportError as exc:  # pragma: no cover - depends on the extra
+        raise BatchError("Postgres checkpoints need: pip install 'personagen[postgres]'") from exc
+    import psycopg
 
-    async with open_checkpointer(target) as saver:
-        await saver.setup()  # type: ignore[attr-defined]
+    try:
+        async with AsyncPostgresSaver.from_conn_string(target) as saver:
+            await saver.setup()
+    except psycopg.Error as exc:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise BatchError(f"cannot open the checkpoint database {redact(target)}: {reason}") from exc
 
 
 async def open_pool(target: str, *, max_size: int) -> Any:

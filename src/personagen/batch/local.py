@@ -9,14 +9,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from personagen.batch._checkpoints import is_postgres, open_pool, prepare_checkpoint
+from personagen.batch._checkpoints import (
+    is_postgres,
+    open_pool,
+    prepare_checkpoint,
+    run_checkpoint,
+)
 from personagen.batch.spec import BatchItem
 from personagen.batch.summary import BatchSummary
-from personagen.batch.unit import ChatModelArg, run_or_resume
+from personagen.batch.unit import ChatModelArg, RunLocks, run_or_resume
+
+log = logging.getLogger(__name__)
 
 
 def _usage_tokens(state_dir: Path) -> Any:
@@ -77,7 +85,8 @@ async def run_local(
         summary: receives every status change.
         out_dir: bundles go to `<out_dir>/<run_id>/`.
         state_dir: chunk store, usage log, response cache.
-        checkpoint: a SQLite path or a libpq Postgres URL.
+        checkpoint: the batch's store: a libpq Postgres URL, or a folder of per-run SQLite
+            files (see `resolve_store`).
         chat_model: a chat model shared by all runs, or a `ModelRef` built per run.
         concurrency: runs in flight at once.
         lock_timeout: seconds a unit waits for a run locked by another runner.
@@ -88,8 +97,12 @@ async def run_local(
         return
     await prepare_checkpoint(checkpoint)
     width = max(1, min(concurrency, len(items)))
-    # One pool for the locks (each held for a whole run) and the state reads.
-    pool = await open_pool(checkpoint, max_size=width + 1) if is_postgres(checkpoint) else None
+    locks: RunLocks | None = None
+    pool = None
+    if is_postgres(checkpoint):
+        # One session holds every run lock of this process; a small pool reads states.
+        locks = await RunLocks(checkpoint).__aenter__()
+        pool = await open_pool(checkpoint, max_size=4)
     queue = iter(items)
 
     async def worker() -> None:
@@ -101,13 +114,15 @@ async def run_local(
                     item.spec,
                     out_dir=out_dir,
                     state_dir=state_dir,
-                    checkpoint=checkpoint,
+                    checkpoint=run_checkpoint(checkpoint, item.run_id),
                     chat_model=chat_model,
                     max_tokens=max_tokens,
                     lock_timeout=lock_timeout,
+                    locks=locks,
                     pool=pool,
                 )
             except Exception as exc:  # noqa: BLE001 - one failed run must not stop the batch
+                log.warning("run %s failed", item.run_id, exc_info=exc)
                 summary.failed(item.run_id, exc)
             else:
                 summary.finished(result)
@@ -121,3 +136,5 @@ async def run_local(
             await ticker
         if pool is not None:
             await pool.close()
+        if locks is not None:
+            await locks.close()

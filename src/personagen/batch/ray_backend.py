@@ -1,11 +1,12 @@
 """The Ray backend: run-or-resume units on async Ray actors, checkpointed in Postgres.
 
 Needs the `ray` extra (`pip install 'personagen[ray]'`), imported only when this backend is
-used. Each actor is one worker process with its own event loop and Postgres connection pool;
-it runs up to `max_concurrency` units at once (runs wait on the model, so one process holds
-many). A killed worker is restarted and its runs are retried (`max_retries`); a retried run
-resumes from its Postgres checkpoint, and the per-run advisory lock keeps a straggler of a
-crashed batch and its retry from driving the same run.
+used. Each actor is one worker process with its own event loop; it runs up to
+`max_concurrency` units at once (runs wait on the model, so one process holds many), with
+one Postgres session holding all its run locks and a small connection pool (an
+`AsyncPostgresSaver`) for state reads. A killed worker is restarted and its runs are
+retried (`max_retries`); a retried run resumes from its Postgres checkpoint, and the per-run
+advisory lock keeps a straggler of a crashed batch and its retry from driving the same run.
 
 `address="local"` starts a single-machine cluster for this batch only, listening on the
 loopback interface; any other address joins an existing cluster (`ray start --head` on one
@@ -35,7 +36,7 @@ from personagen.batch._checkpoints import (
 from personagen.batch.local import tick_tokens
 from personagen.batch.spec import BatchItem
 from personagen.batch.summary import BatchSummary
-from personagen.batch.unit import ModelRef, run_or_resume
+from personagen.batch.unit import ModelRef, RunLocks, run_or_resume
 
 log = logging.getLogger(__name__)
 
@@ -44,28 +45,31 @@ LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 
 
 class BatchWorker:
-    """The body of a Ray actor: runs units on its loop, sharing one connection pool.
+    """The body of a Ray actor: runs units on its loop, sharing its lock session and pool.
 
     Attributes:
         out_dir: where bundles are written (`<out_dir>/<run_id>/`).
         state_dir: this worker's chunk store, usage log and response cache.
     """
 
-    def __init__(self, out_dir: str, state_dir: str, pool_size: int) -> None:
+    def __init__(self, out_dir: str, state_dir: str) -> None:
         self.out_dir = Path(out_dir)
         self.state_dir = Path(state_dir)
-        self.pool_size = pool_size
         self.checkpoint = os.environ.get(DB_URL_ENV, "")
         self._pool: Any = None
+        self._locks: RunLocks | None = None
         self._opening: asyncio.Lock | None = None
 
-    async def _get_pool(self) -> Any:
+    async def _connections(self) -> tuple[RunLocks, Any]:
+        # Opened on the actor's own event loop, on first use.
         if self._opening is None:
             self._opening = asyncio.Lock()
         async with self._opening:
+            if self._locks is None:
+                self._locks = await RunLocks(self.checkpoint).__aenter__()
             if self._pool is None:
-                self._pool = await open_pool(self.checkpoint, max_size=self.pool_size)
-        return self._pool
+                self._pool = await open_pool(self.checkpoint, max_size=4)
+        return self._locks, self._pool
 
     async def run(self, task: dict[str, Any]) -> dict[str, Any]:
         """Run or resume one run; returns its id, status, bundle folder, tokens and error."""
@@ -74,6 +78,7 @@ class BatchWorker:
         run_id = task["run_id"]
         model = ModelRef.from_dict(task["chat_model"]) if task.get("chat_model") else None
         try:
+            locks, pool = await self._connections()
             result = await run_or_resume(
                 run_id,
                 RunSpec.model_validate(task["spec"]),
@@ -83,7 +88,8 @@ class BatchWorker:
                 chat_model=model,
                 max_tokens=task.get("max_tokens"),
                 lock_timeout=float(task.get("lock_timeout", 0.0)),
-                pool=await self._get_pool(),
+                locks=locks,
+                pool=pool,
             )
         except Exception as exc:  # noqa: BLE001 - reported per run; Ray retries only crashes
             log.exception("run %s failed", run_id)
@@ -122,10 +128,13 @@ class BatchWorker:
         return os.getpid()
 
     async def close(self) -> None:
-        """Close the connection pool."""
+        """Close the lock session and the connection pool."""
         if self._pool is not None:
             await self._pool.close()
             self._pool = None
+        if self._locks is not None:
+            await self._locks.close()
+            self._locks = None
 
 
 def import_ray(*, loopback: bool) -> Any:
@@ -240,7 +249,7 @@ async def run_ray(
                     max_task_retries=max_retries,
                     num_cpus=num_cpus,
                     runtime_env={**(runtime_env or {}), "env_vars": env},
-                ).remote(str(out_dir), str(state_dir), slots + 1)
+                ).remote(str(out_dir), str(state_dir))
             )
         queue: asyncio.Queue[BatchItem] = asyncio.Queue()
         for item in items:

@@ -23,7 +23,7 @@ from personagen.batch._checkpoints import (
     DB_URL_ENV,
     BatchError,
     is_postgres,
-    normalize_checkpoint,
+    resolve_store,
     without_password,
 )
 from personagen.batch.spec import BatchItem, BatchPlan, load_batch
@@ -231,11 +231,11 @@ async def arun_batch(
         batch: a batch file, or a `BatchPlan` from `parse_batch`/`load_batch`.
         backend: `local` (asyncio in this process) or `ray`.
         out_dir: the batch goes to `<out_dir>/<batch_id>/` (bundles in `runs/<run_id>/`).
-        state_dir: chunk store, usage log, response cache, and the default SQLite
-            checkpoint file.
-        checkpoint: a SQLite path or a Postgres URL (`postgresql://` or
-            `postgresql+psycopg://`); `$PERSONAGEN_BATCH_DB_URL`, else the state folder's
-            SQLite file, by default. The ray backend needs Postgres.
+        state_dir: chunk store, usage log, response cache, and the default checkpoint
+            folder.
+        checkpoint: a Postgres URL (`postgresql://` or `postgresql+psycopg://`), or a
+            folder for one SQLite file per run; `$PERSONAGEN_BATCH_DB_URL`, else
+            `<state_dir>/checkpoints/`, by default. The ray backend needs Postgres.
         concurrency: runs at once per worker process (local: this process; ray: each actor).
         chat_model: a chat model object (local backend only) or a `ModelRef`; each spec's
             `llm` settings by default.
@@ -257,9 +257,7 @@ async def arun_batch(
         BatchError: the backend cannot run with these settings.
     """
     plan = batch if isinstance(batch, BatchPlan) else load_batch(batch)
-    target = normalize_checkpoint(checkpoint or os.environ.get(DB_URL_ENV)) or str(
-        Path(state_dir).resolve() / "checkpoints.sqlite"
-    )
+    target = resolve_store(checkpoint or os.environ.get(DB_URL_ENV), state_dir)
     _check_backend(backend, target, chat_model)
     batch_dir = Path(out_dir).resolve() / plan.batch_id
     settings = _Settings(
@@ -363,11 +361,11 @@ async def aresume_batch(
         raise BatchError(f"{manifest_path}: unknown manifest version {manifest.get('version')!r}")
     plan = _plan_from_manifest(manifest, manifest_path)
     chosen = backend or manifest.get("backend") or "local"
-    target = normalize_checkpoint(
-        checkpoint or os.environ.get(DB_URL_ENV) or manifest.get("checkpoint")
-    )
-    if target is None:
-        raise BatchError(f"{manifest_path}: no checkpoint recorded; give --db")
+    state_dir = Path(manifest.get("state_dir") or ".personagen")
+    stored = checkpoint or os.environ.get(DB_URL_ENV) or manifest.get("checkpoint")
+    if not stored:
+        raise BatchError(f"{manifest_path}: no checkpoint store recorded; give --db")
+    target = resolve_store(stored, state_dir)
     model = chat_model
     stored_model = manifest.get("chat_model")
     if model is None and isinstance(stored_model, dict):
@@ -384,7 +382,7 @@ async def aresume_batch(
     settings = _Settings(
         backend=chosen,
         out_dir=Path(manifest.get("out_dir") or batch_dir / RUNS_DIR),
-        state_dir=Path(manifest.get("state_dir") or ".personagen"),
+        state_dir=state_dir,
         checkpoint=target,
         chat_model=model,
         concurrency=concurrency or int(manifest.get("concurrency") or 8),

@@ -22,6 +22,7 @@ import asyncio
 import hashlib
 import importlib
 import json
+import logging
 import os
 import time
 from collections.abc import AsyncIterator, Callable
@@ -36,6 +37,8 @@ from langchain_core.language_models import BaseChatModel
 from personagen.api import ProgressFn, RunResult, aresume, arun
 from personagen.batch._checkpoints import is_postgres, normalize_checkpoint
 from personagen.state.spec import RunSpec
+
+log = logging.getLogger(__name__)
 
 LOCKED = "locked"
 """Status of a unit that found its run locked by another runner."""
@@ -106,36 +109,104 @@ def _deadline_passed(started: float, timeout: float) -> bool:
     return time.monotonic() - started >= timeout
 
 
-@asynccontextmanager
-async def _postgres_lock(
-    run_id: str, target: str, *, timeout: float, pool: Any | None
-) -> AsyncIterator[bool]:
-    import psycopg
+class RunLocks:
+    """Run locks held on one Postgres session: every lock a process holds dies with it.
 
-    key = lock_key(run_id)
-    if pool is not None:
-        opened: Any = pool.connection()
-    else:
-        opened = await psycopg.AsyncConnection.connect(target, autocommit=True)
-    async with opened as conn:
-        started = time.monotonic()
-        while True:
-            cursor = await conn.execute("SELECT pg_try_advisory_lock(%s) AS got", (key,))
+    A batch process (or Ray worker) opens one of these and passes it to every unit, so
+    locks cost one connection per process, not one per running run. Advisory locks are
+    re-entrant within a session, so the process also keeps the set of runs it holds and
+    refuses a second unit for the same run.
+    """
+
+    def __init__(self, url: str) -> None:
+        """Prepare (the connection opens on `__aenter__`).
+
+        Args:
+            url: a libpq Postgres URL.
+        """
+        self.url = url
+        self._conn: Any = None
+        self._held: set[str] = set()
+        self._mutex = asyncio.Lock()
+
+    async def __aenter__(self) -> RunLocks:
+        await self._connection()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def _connection(self) -> Any:
+        import psycopg
+
+        if self._conn is None or self._conn.closed:
+            self._conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
+        return self._conn
+
+    async def _query(self, sql: str, key: int) -> bool:
+        async with self._mutex:  # one statement at a time on the shared session
+            conn = await self._connection()
+            cursor = await conn.execute(sql, (key,))
             row = await cursor.fetchone()
-            held = bool(row["got"] if isinstance(row, dict) else row[0])
-            if held or _deadline_passed(started, timeout):
+        return bool(row[0]) if row else False
+
+    async def try_acquire(self, run_id: str) -> bool:
+        """Take the run's lock if nobody (in this process or elsewhere) holds it."""
+        if run_id in self._held:
+            return False
+        self._held.add(run_id)  # claimed before awaiting: a twin unit sees it at once
+        try:
+            got = await self._query("SELECT pg_try_advisory_lock(%s)", lock_key(run_id))
+        except BaseException:
+            self._held.discard(run_id)
+            raise
+        if not got:
+            self._held.discard(run_id)
+        return got
+
+    async def release(self, run_id: str) -> None:
+        """Give the run's lock back (a lost session has already dropped it)."""
+        if run_id not in self._held:
+            return
+        try:
+            await self._query("SELECT pg_advisory_unlock(%s)", lock_key(run_id))
+        except Exception:  # noqa: BLE001 - the server drops a dead session's locks
+            log.warning("could not unlock run %s; its session is gone", run_id)
+        finally:
+            self._held.discard(run_id)
+
+    @asynccontextmanager
+    async def hold(self, run_id: str, *, timeout: float = 0.0) -> AsyncIterator[bool]:
+        """Yield True while holding the run's lock, False if it stayed taken `timeout` s."""
+        started = time.monotonic()
+        while not (held := await self.try_acquire(run_id)):
+            if _deadline_passed(started, timeout):
                 break
             await asyncio.sleep(_LOCK_POLL_SECONDS)
         try:
             yield held
         finally:
             if held:
-                try:
-                    await conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
-                except psycopg.Error:
-                    # The server releases a dead session's locks; make sure the pool does
-                    # not hand this connection out again.
-                    await conn.close()
+                await self.release(run_id)
+
+    async def close(self) -> None:
+        """Close the session (releasing whatever it still holds)."""
+        if self._conn is not None:
+            await self._conn.close()
+            self._conn = None
+        self._held.clear()
+
+
+@asynccontextmanager
+async def _postgres_lock(
+    run_id: str, target: str, *, timeout: float, locks: RunLocks | None
+) -> AsyncIterator[bool]:
+    if locks is not None:
+        async with locks.hold(run_id, timeout=timeout) as held:
+            yield held
+        return
+    async with RunLocks(target) as own, own.hold(run_id, timeout=timeout) as held:
+        yield held
 
 
 @asynccontextmanager
@@ -182,17 +253,19 @@ async def _memory_lock(run_id: str, *, timeout: float) -> AsyncIterator[bool]:
             _memory_locks.discard(run_id)
 
 
-def run_lock(run_id: str, target: str, *, timeout: float = 0.0, pool: Any | None = None) -> Any:
+def run_lock(
+    run_id: str, target: str, *, timeout: float = 0.0, locks: RunLocks | None = None
+) -> Any:
     """An async context manager yielding True when this runner holds the run's lock.
 
     Args:
         run_id: the run to lock.
         target: the checkpoint target (a Postgres URL, a SQLite path or ':memory:').
         timeout: seconds to wait for a lock held elsewhere (0: try once).
-        pool: a psycopg async pool to take the lock's connection from (Postgres only).
+        locks: the process's shared lock session (Postgres; a new session otherwise).
     """
     if is_postgres(target):
-        return _postgres_lock(run_id, target, timeout=timeout, pool=pool)
+        return _postgres_lock(run_id, target, timeout=timeout, locks=locks)
     if target == ":memory:":
         return _memory_lock(run_id, timeout=timeout)
     return _file_lock(run_id, target, timeout=timeout)
@@ -282,6 +355,7 @@ async def run_or_resume(
     progress: ProgressFn | None = None,
     hooks: dict[str, Callable[..., Any] | list[Callable[..., Any]]] | None = None,
     lock_timeout: float = 0.0,
+    locks: RunLocks | None = None,
     pool: Any | None = None,
 ) -> RunResult:
     """Bring one run to its end: read it back if finished, resume it, or start it.
@@ -302,13 +376,14 @@ async def run_or_resume(
         progress: called with every streamed update/custom event.
         hooks: Python hooks by hook point, as for `personagen.arun`.
         lock_timeout: seconds to wait for the run's lock when another runner holds it.
-        pool: a psycopg `AsyncConnectionPool` for the lock and the state read (Postgres).
+        locks: the process's `RunLocks` session (Postgres; one is opened otherwise).
+        pool: a psycopg `AsyncConnectionPool` for the state read (Postgres).
 
     Returns:
         The run's result; status `locked` (and `reason`) when another runner kept the lock.
     """
     target = normalize_checkpoint(checkpoint) or str(Path(state_dir) / "checkpoints.sqlite")
-    async with run_lock(run_id, target, timeout=lock_timeout, pool=pool) as held:
+    async with run_lock(run_id, target, timeout=lock_timeout, locks=locks) as held:
         if not held:
             return RunResult(
                 run_id=run_id,

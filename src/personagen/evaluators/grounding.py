@@ -85,3 +85,13 @@ def ground_quotes(
         elif all((s.doc_id, s.start, s.end) != (span.doc_id, span.start, span.end) for s in spans):
             spans.append(span)
     return spans, unmatched
+
+
+def is_extractive(answer: str, span_texts: list[str]) -> bool:
+    """Whether the answer consists only of the given source spans (whitespace aside)."""
+    remaining = " ".join(answer.split())
+    if not remaining or not span_texts:
+        return False
+    for text in sorted({" ".join(t.split()) for t in span_texts}, key=len, reverse=True):
+        remaining = remaining.replace(text, " ")
+    return not remaining.strip(" .;,\n")

@@ -78,7 +78,7 @@ async def answer(task: AnswerTask, runtime: Runtime[RunContext]) -> dict[str, An
         ground_quotes(out.quotes, contexts, ctx.store.get_text) if answerable else ([], [])
     )
     update |= {
-        "answer": answer_text,
+        "answer": answer_text if answerable else "",
         "answerable": answerable,
         "spans": spans,
         "unmatched_quotes": unmatched,

@@ -8,6 +8,7 @@ from typing import Any
 from langgraph.runtime import Runtime
 
 from personagen.errors import StructuredOutputError
+from personagen.evaluators.grounding import is_extractive
 from personagen.evaluators.persona_fit import judge_persona_fit
 from personagen.evaluators.plugins import score_plugin_metric
 from personagen.evaluators.ragas_metrics import RAGAS_METRICS, MetricScore, RagasJudge
@@ -32,6 +33,10 @@ async def evaluate(task: JudgeTask, runtime: Runtime[RunContext]) -> dict[str, A
         )
 
     async def score(metric: str) -> MetricScore:
+        if metric == "faithfulness" and is_extractive(pair.answer, [s.text for s in pair.spans]):
+            # Every sentence of the answer is a verbatim source span: faithful by construction,
+            # no judge needed (and no tiny-model judge noise).
+            return MetricScore(1.0, "extractive: the answer is made of verbatim source spans")
         async with ctx.semaphore:
             if metric in RAGAS_METRICS:
                 return await judge.score(
