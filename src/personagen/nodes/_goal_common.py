@@ -8,7 +8,6 @@ so rules with `applies_to: answer` or `both` apply and question-only rules do no
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
 from collections.abc import Sequence
 from statistics import fmean
@@ -18,10 +17,8 @@ from langchain_core.messages import BaseMessage
 from pydantic import BaseModel
 
 from personagen.errors import StructuredOutputError
-from personagen.evaluators.checks import check_item, is_llm_rule
+from personagen.evaluators.constraints import check_constraints_of
 from personagen.evaluators.grounding import find_quote, ground_quotes
-from personagen.evaluators.language import is_language
-from personagen.evaluators.topic import check_topic_rule
 from personagen.graph.context import RunContext
 from personagen.llm._text import content_words
 from personagen.nodes._common import prompt_vars
@@ -253,45 +250,14 @@ async def output_violations(
     check_language: bool,
 ) -> list[Violation]:
     """Constraint violations of a generated text (checked as the `answer` field)."""
-    found = [v for v in check_item(constraints, question="", answer=text) if v.field == "answer"]
-    checks = []
-    for list_name, rule in constraints.rules:
-        if rule.applies_to == "question":
-            continue
-        if is_llm_rule(rule):
-            checks.append(check_topic_rule(ctx.llm, rule, list_name, "answer", text))
-        elif rule.kind == "plugin":
-            from personagen.evaluators.plugins import check_plugin_rule
-
-            checks.append(check_plugin_rule(rule, list_name, "answer", text))
-    async with ctx.semaphore:
-        results = await asyncio.gather(*checks, return_exceptions=True)
-    for result in results:
-        if isinstance(result, StructuredOutputError):
-            found.append(
-                Violation(
-                    rule="topic",
-                    kind="topic",
-                    list="check_for",
-                    field="answer",
-                    reason=f"a topic rule could not be judged: {result}",
-                )
-            )
-        elif isinstance(result, BaseException):
-            raise result
-        elif result is not None:
-            found.append(result)
-    if check_language and is_language(text, language) is False:
-        found.append(
-            Violation(
-                rule=f"persona language:{language}",
-                kind="language",
-                list="check_for",
-                field="answer",
-                reason=f"the text is not in the persona's language ({language})",
-            )
-        )
-    return found
+    return await check_constraints_of(
+        ctx.llm,
+        constraints,
+        question=None,
+        answer=text,
+        language=language if check_language else None,
+        semaphore=ctx.semaphore,
+    )
 
 
 # --- gating and scoring -------------------------------------------------------------------

@@ -13,12 +13,8 @@ from typing import Any
 
 from langgraph.runtime import Runtime
 
-from personagen.errors import StructuredOutputError
-from personagen.evaluators.checks import check_item, is_llm_rule
-from personagen.evaluators.language import is_language
-from personagen.evaluators.plugins import check_plugin_rule
+from personagen.evaluators.constraints import check_constraints_of
 from personagen.evaluators.scoring import iteration_report
-from personagen.evaluators.topic import check_topic_rule
 from personagen.graph.context import RunContext
 from personagen.nodes._instrument import instrumented
 from personagen.state.graph import State
@@ -29,55 +25,15 @@ NOT_ANSWERABLE = "the data does not answer this question"
 
 
 async def _violations(pair: QAPair, state: State, runtime: Runtime[RunContext]) -> list[Violation]:
-    constraints = state["spec"].constraints
-    answer = pair.answer if pair.answerable else None
-    found = check_item(constraints, question=pair.question, answer=answer)
-    llm_rules = [
-        (name, rule)
-        for name, rule in constraints.rules
-        if is_llm_rule(rule) or rule.kind == "plugin"
-    ]
-    checks = []
-    for list_name, rule in llm_rules:
-        fields = ("question", "answer") if rule.applies_to == "both" else (rule.applies_to,)
-        for field in fields:
-            text = pair.question if field == "question" else answer
-            if text:
-                if rule.kind == "plugin":
-                    checks.append(check_plugin_rule(rule, list_name, field, text))  # type: ignore[arg-type]
-                else:
-                    checks.append(
-                        check_topic_rule(runtime.context.llm, rule, list_name, field, text)  # type: ignore[arg-type]
-                    )
-    async with runtime.context.semaphore:
-        results = await asyncio.gather(*checks, return_exceptions=True)
-    for result in results:
-        if isinstance(result, StructuredOutputError):
-            found.append(
-                Violation(
-                    rule="topic",
-                    kind="topic",
-                    list="check_for",
-                    field="answer",
-                    reason=f"a topic rule could not be judged: {result}",
-                )
-            )
-        elif isinstance(result, BaseException):
-            raise result
-        elif result is not None:
-            found.append(result)
-    language = state["persona"].language
-    if answer and state["goal"].param("check_language") and is_language(answer, language) is False:
-        found.append(
-            Violation(
-                rule=f"persona language:{language}",
-                kind="language",
-                list="check_for",
-                field="answer",
-                reason=f"answer is not in the persona's language ({language})",
-            )
-        )
-    return found
+    check_language = bool(state["goal"].param("check_language"))
+    return await check_constraints_of(
+        runtime.context.llm,
+        state["spec"].constraints,
+        question=pair.question,
+        answer=pair.answer if pair.answerable else None,
+        language=state["persona"].language if check_language else None,
+        semaphore=runtime.context.semaphore,
+    )
 
 
 def _gate(pair: QAPair, baseline: dict[str, float], violations: list[Violation]) -> QAPair:
@@ -93,11 +49,8 @@ def _gate(pair: QAPair, baseline: dict[str, float], violations: list[Violation])
         if value is None:
             reasons.append(pair.reasons.get(metric, f"{metric} could not be judged"))
         elif value < minimum:
-            reasons.append(
-                f"{metric} {value:.2f} is below {minimum:.2f}: {pair.reasons.get(metric, '')}".rstrip(
-                    ": "
-                )
-            )
+            why = pair.reasons.get(metric, "")
+            reasons.append(f"{metric} {value:.2f} is below {minimum:.2f}" + (f": {why}" if why else ""))
     if not pair.spans:
         reasons.append("the answer's supporting quotes were not found in the sources")
     reasons.extend(str(v.reason) for v in violations)
