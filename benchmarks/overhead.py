@@ -38,8 +38,9 @@ async def main() -> None:
     args = parser.parse_args()
     # Import costs (ragas ~4 s, the graph's modules) are one-off, not graph overhead.
     import ragas  # noqa: F401
-    import personagen.graph.builder  # noqa: F401
+
     import personagen.evaluators.ragas_metrics as ragas_metrics
+    import personagen.graph.builder  # noqa: F401
 
     ragas_metrics._adapter_classes()
 

@@ -32,7 +32,7 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:  # pragma: no cover
-    from personagen.api import RunResult, aresume, arun, resume, run
+    from personagen.api import RunResult, aresume, arun, resume, run  # noqa: F401
     from personagen.graph.builder import build_graph  # noqa: F401
     from personagen.specfile import load_spec  # noqa: F401
     from personagen.state.spec import Constraints, DataSource, Goal, Persona, RunSpec  # noqa: F401

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import openai
 
-from personagen.api import arun, aresume
+from personagen.api import aresume, arun
 from personagen.llm.client import TransientLLMError
 from personagen.llm.fake import FakeChatModel, FakeRequest
 

@@ -31,6 +31,7 @@ def test_estimate_scales_with_questions(make_spec: Any) -> None:
 async def test_low_estimate_is_close_to_a_real_first_pass(tmp_path: Path, make_spec: Any) -> None:
     spec_data = make_spec(run={"max_iterations": 1})
     spec = parse_spec(spec_data)
+
     def generative(request: Any) -> dict[str, Any]:
         from personagen.llm.fake import default_response
 

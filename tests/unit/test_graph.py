@@ -194,6 +194,10 @@ def test_extractive_answers_are_faithful_by_construction() -> None:
     from personagen.evaluators.grounding import is_extractive
 
     spans = ["Most lenders ask for a deposit\nof at least five percent.", "Fees apply."]
-    assert is_extractive("Most lenders ask for a deposit of at least five percent. Fees apply.", spans)
-    assert not is_extractive("Most lenders ask for a deposit of at least five percent. So yes!", spans)
+    assert is_extractive(
+        "Most lenders ask for a deposit of at least five percent. Fees apply.", spans
+    )
+    assert not is_extractive(
+        "Most lenders ask for a deposit of at least five percent. So yes!", spans
+    )
     assert not is_extractive("", spans) and not is_extractive("Fees apply.", [])

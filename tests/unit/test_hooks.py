@@ -10,7 +10,7 @@ from typing import Annotated, Any, TypedDict
 import pytest
 
 import personagen
-from personagen.api import arun, aresume, astream
+from personagen.api import aresume, arun, astream
 from personagen.errors import PluginError, SpecError, StopRun
 from personagen.llm.fake import FakeChatModel
 from personagen.state.hooks import HookItem

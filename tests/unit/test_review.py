@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from personagen.api import arun, aresume
+from personagen.api import aresume, arun
 from personagen.errors import SpecError
 from personagen.llm.fake import FakeChatModel
 

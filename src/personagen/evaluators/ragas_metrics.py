@@ -121,6 +121,8 @@ class RagasJudge:
 def _explain(metric: str, value: float) -> str:
     return {
         "faithfulness": f"{value:.0%} of the answer's statements are supported by the contexts",
-        "answer_relevancy": f"questions regenerated from the answer match the question at {value:.2f}",
+        "answer_relevancy": (
+            f"questions regenerated from the answer match the question at {value:.2f}"
+        ),
         "context_precision": f"retrieved contexts useful for the answer: precision {value:.2f}",
     }.get(metric, f"{metric} = {value:.2f}")

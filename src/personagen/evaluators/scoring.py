@@ -26,7 +26,8 @@ def iteration_report(
         below = [p for p in judged if p.scores.get(metric, -1.0) < minimum]
         if below:
             shortfalls.append(
-                f"{metric}: {len(below)} pair(s) below {minimum:.2f} (mean {scores.get(metric, 0):.2f})"
+                f"{metric}: {len(below)} pair(s) below {minimum:.2f} "
+                f"(mean {scores.get(metric, 0):.2f})"
             )
     rules = Counter(v.rule for p in pairs.values() if p.status == "failing" for v in p.violations)
     shortfalls.extend(f"constraint {rule}: {n} violation(s)" for rule, n in rules.most_common())

@@ -12,7 +12,8 @@ STOPWORDS = frozenset(
     in into is it its me my of on or our should so than that the their them then there these
     they this to us was we were what when where which who why will with would you your about
     after all also any before being both each few more most much no nor not now only other
-    out over own same some such too under until up very while am just may might must shall""".split()
+    out over own same some such too under until up very while am just may might must
+    shall""".split()
 )
 
 

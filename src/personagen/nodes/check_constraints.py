@@ -50,7 +50,9 @@ def _gate(pair: QAPair, baseline: dict[str, float], violations: list[Violation])
             reasons.append(pair.reasons.get(metric, f"{metric} could not be judged"))
         elif value < minimum:
             why = pair.reasons.get(metric, "")
-            reasons.append(f"{metric} {value:.2f} is below {minimum:.2f}" + (f": {why}" if why else ""))
+            reasons.append(
+                f"{metric} {value:.2f} is below {minimum:.2f}" + (f": {why}" if why else "")
+            )
     if not pair.spans:
         reasons.append("the answer's supporting quotes were not found in the sources")
     reasons.extend(str(v.reason) for v in violations)

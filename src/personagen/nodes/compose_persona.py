@@ -38,7 +38,8 @@ async def compose_persona(state: State, runtime: Runtime[RunContext]) -> dict[st
                 Event(
                     level="warning",
                     stage="compose_persona",
-                    message=f"could not infer a profile from the description, using it as is: {exc}",
+                    message="could not infer a profile from the description, using it as "
+                    f"is: {exc}",
                 )
             )
         else:

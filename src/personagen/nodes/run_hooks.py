@@ -1,7 +1,7 @@
-"""Nodes: the programmable hook points (`after_persona`, `after_questions`, `after_answers`,
-`after_evaluation`, `before_output`).
+"""Nodes: the programmable hook points.
 
-Each is its own node, before the human review at the same point, so a hook runs exactly once
+The points are `after_persona`, `after_questions`, `after_answers`, `after_evaluation` and
+`before_output`. Each is its own node, before the human review at the same point, so a hook runs exactly once
 (a node that pauses for review re-runs from its start on resume) and the reviewer sees what
 the hooks left. A hook receives `HookItem`s and a `HookContext` and returns the items to keep
 (edited, filtered, or with new ones added), or None for no change; raising `StopRun` stops the
@@ -84,7 +84,9 @@ def _this_pass(*statuses: str) -> Select:
     def select(state: State) -> list[QAPair]:
         iteration = state.get("iteration", 0)
         return [
-            p for p in state.get("pairs", {}).values() if p.status in statuses and p.iteration == iteration
+            p
+            for p in state.get("pairs", {}).values()
+            if p.status in statuses and p.iteration == iteration
         ]
 
     return select
@@ -97,6 +99,8 @@ hooks_after_evaluation = _item_hook_node(
 )
 hooks_before_output = _item_hook_node(
     "before_output",
-    lambda state: [p for p in state.get("pairs", {}).values() if p.status in ("accepted", "unanswerable")],
+    lambda state: [
+        p for p in state.get("pairs", {}).values() if p.status in ("accepted", "unanswerable")
+    ],
     "accepted",
 )

@@ -113,7 +113,10 @@ def extractive_answer_schema(contexts: list[str]) -> type[AnswerOut]:
         "AnswerOut",
         __base__=AnswerOut,
         # The free-text answer is replaced by the picked sentences: keep it short (fast).
-        answer=(str, Field(description="A short answer; empty when not answerable.", max_length=200)),
+        answer=(
+            str,
+            Field(description="A short answer; empty when not answerable.", max_length=200),
+        ),
         quotes=(
             list[quote_type],  # type: ignore[valid-type]
             Field(description="Sentences from the context that answer the question.", max_length=3),

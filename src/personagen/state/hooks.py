@@ -6,8 +6,10 @@ from pydantic import BaseModel, Field
 
 
 class HookItem(BaseModel):
-    """A Q/A item as a hook sees it. Return it changed to edit; leave it out to filter it;
-    add one with `id=None` to add an item."""
+    """A Q/A item as a hook sees it.
+
+    Return it changed to edit it, leave it out to filter it, add one with `id=None` to add.
+    """
 
     id: str | None = Field(None, description="None for an item the hook adds.")
     question: str
