@@ -2,10 +2,11 @@
 
 The points are `after_persona`, `after_questions`, `after_answers`, `after_evaluation` and
 `before_output`. Each is its own node, before the human review at the same point, so a hook
-runs exactly once (a node that pauses for review re-runs from its start on resume) and the reviewer sees what
-the hooks left. A hook receives `HookItem`s and a `HookContext` and returns the items to keep
-(edited, filtered, or with new ones added), or None for no change; raising `StopRun` stops the
-run on purpose, any other error stops it naming the hook. Both leave the run resumable.
+runs exactly once (a node that pauses for review re-runs from its start on resume) and the
+reviewer sees what the hooks left. A hook receives `HookItem`s and a `HookContext` and returns
+the items to keep (edited, filtered, or with new ones added), or None for no change; raising
+`StopRun` stops the run on purpose, any other error stops it naming the hook. Both leave the
+run resumable.
 """
 
 from __future__ import annotations
