@@ -66,8 +66,11 @@ async def main() -> None:
                 },
             },
             "data": [{"path": str(root / "docs")}],
-            "run": {"max_iterations": 1, "max_concurrency": args.concurrency,
-                    "cache": not args.no_cache},
+            "run": {
+                "max_iterations": 1,
+                "max_concurrency": args.concurrency,
+                "cache": not args.no_cache,
+            },
             "llm": {"provider": "fake"},
         }
         model = FakeChatModel(latency=args.latency)
