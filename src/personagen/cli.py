@@ -32,9 +32,15 @@ app.add_typer(goals_app, name="goals")
 
 def _mount_subcommands() -> None:
     # Imported here so `personagen --help` stays fast; each sub-app imports lazily inside.
+    from personagen.cli_batch import batch_app
     from personagen.cli_runs import runs_app
 
     app.add_typer(runs_app, name="runs", help="Past runs from the run store.")
+    app.add_typer(
+        batch_app,
+        name="batch",
+        help="Batches of runs: many specs, or personas x data; resumable after any crash.",
+    )
 
 
 _mount_subcommands()

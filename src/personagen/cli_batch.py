@@ -59,7 +59,8 @@ ActorsOption = Annotated[
     int | None, typer.Option("--ray-actors", min=1, help="Ray workers (default: cluster CPUs).")
 ]
 RetriesOption = Annotated[
-    int | None, typer.Option("--max-retries", min=0, help="Ray: restarts of a dead worker.")
+    int | None,
+    typer.Option("--ray-max-retries", min=0, help="Ray: restarts of a dead worker (default 3)."),
 ]
 LockOption = Annotated[
     float | None,
@@ -68,6 +69,10 @@ LockOption = Annotated[
     ),
 ]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")]
+RetriesRunOption = Annotated[
+    int | None,
+    typer.Option("--retries", min=0, help="Further attempts at a failed run (it resumes)."),
+]
 
 
 def _err() -> Console:
@@ -163,6 +168,7 @@ def run_command(
     ray_actors: ActorsOption = None,
     max_retries: RetriesOption = None,
     lock_timeout: LockOption = None,
+    retries: RetriesRunOption = None,
     quiet: QuietOption = False,
 ) -> None:
     """Run every run of a batch file; a second call resumes what is unfinished."""
@@ -186,6 +192,7 @@ def run_command(
                 concurrency=concurrency,
                 max_tokens=max_tokens,
                 lock_timeout=30.0 if lock_timeout is None else lock_timeout,
+                retries=1 if retries is None else retries,
                 progress=progress,
                 ray_address=ray_address,
                 ray_actors=ray_actors,
@@ -214,6 +221,7 @@ def resume_command(
     ray_actors: ActorsOption = None,
     max_retries: RetriesOption = None,
     lock_timeout: LockOption = None,
+    retries: RetriesRunOption = None,
     quiet: QuietOption = False,
 ) -> None:
     """Finish whatever a batch left unfinished; finished runs are not run again."""
@@ -228,6 +236,7 @@ def resume_command(
                 checkpoint=db,
                 concurrency=concurrency,
                 lock_timeout=lock_timeout,
+                retries=retries,
                 progress=progress,
                 ray_address=ray_address,
                 ray_actors=ray_actors,

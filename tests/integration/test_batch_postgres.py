@@ -1,4 +1,6 @@
-"""Batches on a real PostgreSQL server, and a driver killed mid-batch then `batch resume`.
+"""Batches on a real PostgreSQL server; a driver killed mid-batch, then `batch resume`.
+
+The kill/resume test runs on SQLite (one file per run) and on Postgres checkpoints.
 
 The server is the one `.ci/postgres.sh` exports as PERSONAGEN_TEST_PG_URL; without it the
 `pg_server` fixture starts a throwaway one (when `initdb` is installed) on 127.0.0.1, and
@@ -368,16 +370,16 @@ async def test_advisory_lock_excludes_and_dies_with_its_holder(
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("store", ["sqlite", "postgres"])
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
 def test_driver_killed_mid_batch_then_batch_resume(
-    tmp_path: Path, corpus_dir: Path, store: str, request: pytest.FixtureRequest
+    tmp_path: Path, corpus_dir: Path, kind: str, request: pytest.FixtureRequest
 ) -> None:
     from personagen.batch import load_batch
     from personagen.batch._checkpoints import run_checkpoint
     from personagen.batch.unit import has_started, is_finished, read_state
     from personagen.cli_batch import batch_app
 
-    db = request.getfixturevalue("pg_url") if store == "postgres" else ""
+    db = request.getfixturevalue("pg_url") if kind == "postgres" else ""
     store = db or str(tmp_path / "state" / "checkpoints")  # one SQLite file per run
     plan = load_batch(write_batch(tmp_path))
     refs = asyncio.run(reference_runs(plan, tmp_path / "ref"))

@@ -419,6 +419,32 @@ async def test_unit_skips_a_run_locked_elsewhere(tmp_path: Path, make_spec: Any)
     assert waited.status == "done"
 
 
+async def test_a_raising_run_is_retried_but_not_a_bad_spec(monkeypatch: Any) -> None:
+    import personagen.batch.unit as unit
+
+    attempts: list[str] = []
+
+    async def flaky(run_id: str, spec: Any, **kwargs: Any) -> Any:
+        attempts.append(run_id)
+        if run_id == "bad-spec":
+            raise SpecError("spec.yaml: persona: required key is missing")
+        if len(attempts) < 3:
+            raise OSError("connection reset")
+        return "finished"
+
+    monkeypatch.setattr(unit, "run_or_resume", flaky)
+    assert await unit.run_or_resume_retrying("r", None, retries=2, retry_delay=0) == "finished"
+    assert attempts == ["r", "r", "r"]
+    attempts.clear()
+    with pytest.raises(OSError, match="connection reset"):
+        await unit.run_or_resume_retrying("r", None, retries=1, retry_delay=0)
+    assert attempts == ["r", "r"]
+    attempts.clear()
+    with pytest.raises(SpecError):
+        await unit.run_or_resume_retrying("bad-spec", None, retries=3, retry_delay=0)
+    assert attempts == ["bad-spec"]
+
+
 async def test_memory_checkpoint_lock() -> None:
     async with run_lock("m", ":memory:") as held:
         assert held

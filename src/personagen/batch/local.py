@@ -22,7 +22,7 @@ from personagen.batch._checkpoints import (
 )
 from personagen.batch.spec import BatchItem
 from personagen.batch.summary import BatchSummary
-from personagen.batch.unit import ChatModelArg, RunLocks, run_or_resume
+from personagen.batch.unit import ChatModelArg, RunLocks, run_or_resume_retrying
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +76,7 @@ async def run_local(
     concurrency: int = 8,
     lock_timeout: float = 30.0,
     max_tokens: int | None = None,
+    retries: int = 1,
     token_interval: float = 2.0,
 ) -> None:
     """Run or resume every item in this process, at most `concurrency` at once.
@@ -91,6 +92,7 @@ async def run_local(
         concurrency: runs in flight at once.
         lock_timeout: seconds a unit waits for a run locked by another runner.
         max_tokens: per-run token budget overriding the specs'.
+        retries: further attempts at a run that raised (each resumes from its checkpoint).
         token_interval: seconds between two reports of running runs' tokens.
     """
     if not items:
@@ -109,7 +111,7 @@ async def run_local(
         for item in queue:  # shared iterator: each item is taken by exactly one worker
             summary.started(item.run_id)
             try:
-                result = await run_or_resume(
+                result = await run_or_resume_retrying(
                     item.run_id,
                     item.spec,
                     out_dir=out_dir,
@@ -120,6 +122,7 @@ async def run_local(
                     lock_timeout=lock_timeout,
                     locks=locks,
                     pool=pool,
+                    retries=retries,
                 )
             except Exception as exc:  # noqa: BLE001 - one failed run must not stop the batch
                 log.warning("run %s failed", item.run_id, exc_info=exc)

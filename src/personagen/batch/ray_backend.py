@@ -36,7 +36,7 @@ from personagen.batch._checkpoints import (
 from personagen.batch.local import tick_tokens
 from personagen.batch.spec import BatchItem
 from personagen.batch.summary import BatchSummary
-from personagen.batch.unit import ModelRef, RunLocks, run_or_resume
+from personagen.batch.unit import ModelRef, RunLocks, run_or_resume_retrying
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ class BatchWorker:
         model = ModelRef.from_dict(task["chat_model"]) if task.get("chat_model") else None
         try:
             locks, pool = await self._connections()
-            result = await run_or_resume(
+            result = await run_or_resume_retrying(
                 run_id,
                 RunSpec.model_validate(task["spec"]),
                 out_dir=self.out_dir,
@@ -90,8 +90,9 @@ class BatchWorker:
                 lock_timeout=float(task.get("lock_timeout", 0.0)),
                 locks=locks,
                 pool=pool,
+                retries=int(task.get("retries", 1)),
             )
-        except Exception as exc:  # noqa: BLE001 - reported per run; Ray retries only crashes
+        except Exception as exc:  # noqa: BLE001 - reported per run; Ray retries crashes
             log.exception("run %s failed", run_id)
             text = str(exc).strip().splitlines()
             return {
@@ -185,6 +186,7 @@ async def run_ray(
     concurrency: int = 6,
     lock_timeout: float = 30.0,
     max_tokens: int | None = None,
+    retries: int = 1,
     address: str = "local",
     actors: int | None = None,
     max_retries: int = 3,
@@ -205,6 +207,7 @@ async def run_ray(
         concurrency: runs in flight at once per actor.
         lock_timeout: seconds a unit waits for a run locked by another runner.
         max_tokens: per-run token budget overriding the specs'.
+        retries: further attempts at a run that raised (Ray's own retries cover crashes).
         address: "local" to start a cluster for this batch, or a cluster's address.
         actors: worker processes (default: the cluster's CPUs, at most one per run).
         max_retries: restarts of a dead worker and retries of its runs.
@@ -269,6 +272,7 @@ async def run_ray(
                     "chat_model": model,
                     "max_tokens": max_tokens,
                     "lock_timeout": lock_timeout,
+                    "retries": retries,
                 }
                 try:
                     outcome = await handle.run.remote(task)

@@ -81,6 +81,7 @@ class _Settings:
     concurrency: int
     lock_timeout: float
     max_tokens: int | None
+    retries: int
     ray: dict[str, Any]
 
 
@@ -111,6 +112,7 @@ def _manifest(plan: BatchPlan, settings: _Settings) -> dict[str, Any]:
         "chat_model": _model_record(settings.chat_model),
         "max_tokens": settings.max_tokens,
         "lock_timeout": settings.lock_timeout,
+        "retries": settings.retries,
         "ray": {k: v for k, v in settings.ray.items() if k in _STORED_RAY_OPTIONS},
         "runs": [
             {"id": item.run_id, "label": item.label, "spec": item.spec.model_dump(mode="json")}
@@ -152,6 +154,7 @@ async def _dispatch(
                 concurrency=settings.concurrency,
                 lock_timeout=settings.lock_timeout,
                 max_tokens=settings.max_tokens,
+                retries=settings.retries,
                 **settings.ray,
             )
         else:
@@ -167,6 +170,7 @@ async def _dispatch(
                 concurrency=settings.concurrency,
                 lock_timeout=settings.lock_timeout,
                 max_tokens=settings.max_tokens,
+                retries=settings.retries,
             )
     finally:
         final = summary.close()
@@ -219,6 +223,7 @@ async def arun_batch(
     chat_model: ChatModelArg = None,
     max_tokens: int | None = None,
     lock_timeout: float = 30.0,
+    retries: int = 1,
     progress: ProgressCallback | None = None,
     ray_address: str | None = None,
     ray_actors: int | None = None,
@@ -242,6 +247,7 @@ async def arun_batch(
         max_tokens: per-run token budget overriding the specs'.
         lock_timeout: seconds to wait for a run another runner holds before reporting it
             `locked` (covers workers of a crashed batch that still write for a while).
+        retries: further attempts at a run that raised; each resumes from its checkpoint.
         progress: called with a `BatchProgress` after every status change and every few
             seconds while runs spend tokens.
         ray_address: "local" (start a cluster for this batch) or a cluster's address.
@@ -269,6 +275,7 @@ async def arun_batch(
         concurrency=concurrency,
         lock_timeout=lock_timeout,
         max_tokens=max_tokens,
+        retries=retries,
         ray=_ray_options(ray_address, ray_actors, ray_max_retries, ray_options)
         if backend == "ray"
         else {},
@@ -323,6 +330,7 @@ async def aresume_batch(
     chat_model: ChatModelArg = None,
     max_tokens: int | None = None,
     lock_timeout: float | None = None,
+    retries: int | None = None,
     progress: ProgressCallback | None = None,
     ray_address: str | None = None,
     ray_actors: int | None = None,
@@ -345,6 +353,7 @@ async def aresume_batch(
         chat_model: a chat model object or `ModelRef` (the manifest's reference by default).
         max_tokens: per-run token budget overriding the specs'.
         lock_timeout: seconds to wait for a run still held by a runner of the crashed batch.
+        retries: further attempts at a run that raised.
         progress: called with a `BatchProgress` after every change.
         ray_address: "local" or a cluster's address (the manifest's by default).
         ray_actors: Ray worker processes.
@@ -390,6 +399,7 @@ async def aresume_batch(
         if lock_timeout is not None
         else float(manifest.get("lock_timeout") or 30.0),
         max_tokens=max_tokens if max_tokens is not None else manifest.get("max_tokens"),
+        retries=retries if retries is not None else int(manifest.get("retries", 1)),
         ray=_ray_options(ray_address, ray_actors, ray_max_retries, ray_options, manifest.get("ray"))
         if chosen == "ray"
         else {},

@@ -20,10 +20,12 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from personagen.api import RunResult
 from personagen.batch._checkpoints import BatchError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from personagen.api import RunResult
 
 MANIFEST = "manifest.json"
 SUMMARY = "batch.json"

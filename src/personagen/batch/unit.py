@@ -36,6 +36,7 @@ from langchain_core.language_models import BaseChatModel
 
 from personagen.api import ProgressFn, RunResult, aresume, arun
 from personagen.batch._checkpoints import is_postgres, normalize_checkpoint
+from personagen.errors import DataSourceError, RunNotFound, SpecError
 from personagen.state.spec import RunSpec
 
 log = logging.getLogger(__name__)
@@ -409,3 +410,50 @@ async def run_or_resume(
         if has_started(snapshot):
             return await aresume(run_id, **common)
         return await arun(spec, run_id=run_id, **common)
+
+
+# Errors that come back on every attempt: retrying them only wastes time.
+_NOT_TRANSIENT: tuple[type[BaseException], ...] = (SpecError, DataSourceError, RunNotFound)
+
+
+async def run_or_resume_retrying(
+    run_id: str,
+    spec: RunSpec,
+    *,
+    retries: int = 1,
+    retry_delay: float = 1.0,
+    **kwargs: Any,
+) -> RunResult:
+    """`run_or_resume`, called again when it raises: the retry resumes from the checkpoint.
+
+    Covers transient failures (a dropped connection, a rate limit past the client's own
+    retries, a write race in a shared SQLite file); spec and data errors are not retried.
+
+    Args:
+        run_id: the run.
+        spec: its spec.
+        retries: further attempts after a failure.
+        retry_delay: seconds before the first retry (doubled for each further one).
+        **kwargs: the other `run_or_resume` arguments.
+
+    Raises:
+        Exception: the last attempt's error.
+    """
+    for attempt in range(retries + 1):
+        try:
+            return await run_or_resume(run_id, spec, **kwargs)
+        except _NOT_TRANSIENT:
+            raise
+        except Exception as exc:
+            if attempt >= retries:
+                raise
+            log.warning(
+                "run %s failed (%s: %s); resuming it, retry %d of %d",
+                run_id,
+                type(exc).__name__,
+                exc,
+                attempt + 1,
+                retries,
+            )
+            await asyncio.sleep(retry_delay * 2**attempt)
+    raise AssertionError("unreachable")  # pragma: no cover

@@ -125,8 +125,11 @@ class ChunkStore:
                     for key in [key for key in self._cache if key[0] == doc.ref.id]:
                         del self._cache[key]
                 else:
+                    # Another process (a parallel run of a batch) may have stored the same
+                    # document since the SELECT: identical bytes, so keep whichever came first.
                     db.execute(
-                        "INSERT INTO documents (id, ref, text) VALUES (?, ?, ?)",
+                        "INSERT INTO documents (id, ref, text) VALUES (?, ?, ?) "
+                        "ON CONFLICT(id) DO NOTHING",
                         (doc.ref.id, ref_json, doc.text),
                     )
 
