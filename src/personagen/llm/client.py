@@ -94,11 +94,6 @@ class LLMClient:
                 return await runnable.ainvoke(messages)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def text(self, messages: list[BaseMessage]) -> str:
-        """Plain text completion, with retries."""
-        message = await self._with_retries(self.chat, messages)
-        return str(message.content)
-
     def _build_runnable(self, schema: type[BaseModel]) -> Any:
         if self.method == "native":
             return self.chat.with_structured_output(schema, include_raw=True)

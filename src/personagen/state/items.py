@@ -115,8 +115,3 @@ class QAPair(BaseModel):
     history: list[dict[str, object]] = Field(
         default_factory=list, description="Earlier versions with the reasons they were reworked."
     )
-
-    @property
-    def fail_reasons(self) -> list[str]:
-        """Why this pair is not accepted, in words."""
-        return list(self.feedback)
