@@ -175,8 +175,14 @@ class _Session:
                 graph = build_graph().compile(checkpointer=saver, name="personagen")
                 reason = None
                 status = "running"
+                # "sync": each step's checkpoint is written before the next step starts, so no
+                # background write is still in flight when a run stops (error, time limit).
                 stream = graph.astream(
-                    graph_input, config, context=context, stream_mode=["updates", "custom"]
+                    graph_input,
+                    config,
+                    context=context,
+                    stream_mode=["updates", "custom"],
+                    durability="sync",
                 )
                 try:
                     while True:

@@ -55,5 +55,6 @@ async def open_checkpointer(target: str | Path | None = None) -> AsyncIterator[B
 
     if target != ":memory:":
         Path(target).parent.mkdir(parents=True, exist_ok=True)
-    async with aiosqlite.connect(target) as conn:
+    # Wait for a lock rather than fail at once (sqlite3's default is 5 s).
+    async with aiosqlite.connect(target, timeout=60) as conn:
         yield AsyncSqliteSaver(conn, serde=serializer())
