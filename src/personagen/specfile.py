@@ -44,20 +44,21 @@ def parse_spec(data: Any, *, origin: str = "<spec>", base_dir: str | Path | None
         raise SpecError(format_validation_error(exc, origin)) from exc
 
 
-def load_spec(path: str | Path) -> RunSpec:
-    """Load and validate a spec file; relative data paths resolve from the file's directory."""
+def read_mapping_file(path: str | Path, *, what: str = "spec file") -> Any:
+    """Read a YAML or JSON file; errors name the file and, for syntax errors, the position.
+
+    Raises:
+        SpecError: the file is missing, unreadable, not valid YAML/JSON, or empty.
+    """
     path = Path(path)
     if not path.is_file():
-        raise SpecError(f"spec file {str(path)!r} does not exist")
+        raise SpecError(f"{what} {str(path)!r} does not exist")
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError(f"spec file {str(path)!r} cannot be read: {exc}") from exc
+        raise SpecError(f"{what} {str(path)!r} cannot be read: {exc}") from exc
     try:
-        if path.suffix.lower() == ".json":
-            data = json.loads(text)
-        else:
-            data = yaml.safe_load(text)
+        data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
     except json.JSONDecodeError as exc:
         raise SpecError(
             f"{path}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
@@ -69,4 +70,11 @@ def load_spec(path: str | Path) -> RunSpec:
         raise SpecError(f"{path}: invalid YAML{where}: {problem}") from exc
     if data is None:
         raise SpecError(f"{path}: the file is empty")
+    return data
+
+
+def load_spec(path: str | Path) -> RunSpec:
+    """Load and validate a spec file; relative data paths resolve from the file's directory."""
+    path = Path(path)
+    data = read_mapping_file(path)
     return parse_spec(data, origin=str(path), base_dir=path.resolve().parent)

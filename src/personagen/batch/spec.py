@@ -38,7 +38,7 @@ from pydantic import (
 )
 
 from personagen.errors import SpecError
-from personagen.specfile import format_validation_error, load_spec, parse_spec
+from personagen.specfile import format_validation_error, load_spec, parse_spec, read_mapping_file
 from personagen.state.spec import (
     Constraints,
     DataSource,
@@ -272,25 +272,7 @@ def load_batch(path: str | Path) -> BatchPlan:
             names the file and the key).
     """
     path = Path(path)
-    if not path.is_file():
-        raise SpecError(f"batch file {str(path)!r} does not exist")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError(f"batch file {str(path)!r} cannot be read: {exc}") from exc
-    try:
-        data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
-    except json.JSONDecodeError as exc:
-        raise SpecError(
-            f"{path}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
-        ) from exc
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise SpecError(f"{path}: invalid YAML{where}: {problem}") from exc
-    if data is None:
-        raise SpecError(f"{path}: the file is empty")
+    data = read_mapping_file(path, what="batch file")
     return parse_batch(
         data, origin=str(path), base_dir=path.resolve().parent, default_id=default_batch_id(path)
     )

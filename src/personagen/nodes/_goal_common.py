@@ -215,6 +215,35 @@ def faithfulness(claims: Sequence[Claim]) -> tuple[float | None, str]:
     return round(supported / len(claims), 4), reason
 
 
+def failure_reason(exc: BaseException) -> str:
+    """The reason a judge call failed on an item; anything but a parse failure propagates."""
+    if isinstance(exc, StructuredOutputError):
+        return str(exc)
+    raise exc
+
+
+def score_claims(
+    claim_results: Sequence[list[Claim] | BaseException],
+    metrics: Sequence[str],
+    scores: dict[str, float],
+    reasons: dict[str, str],
+) -> list[Claim]:
+    """Collect the judged claims; record faithfulness in `scores`/`reasons` when asked for."""
+    claims: list[Claim] = []
+    failures = [failure_reason(r) for r in claim_results if isinstance(r, BaseException)]
+    for result in claim_results:
+        if not isinstance(result, BaseException):
+            claims.extend(result)
+    if "faithfulness" in metrics:
+        value, reason = faithfulness(claims)
+        if failures:
+            value, reason = None, f"faithfulness could not be judged: {failures[0]}"
+        if value is not None:
+            scores["faithfulness"] = value
+        reasons["faithfulness"] = reason
+    return claims
+
+
 async def plugin_scores(
     goal: ResolvedGoal,
     builtin: Sequence[str],

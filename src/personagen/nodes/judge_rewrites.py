@@ -17,13 +17,12 @@ from typing import Any
 
 from langgraph.runtime import Runtime
 
-from personagen.errors import StructuredOutputError
 from personagen.graph.context import RunContext
 from personagen.nodes._goal_common import (
     LoopState,
     ask,
     batches,
-    faithfulness,
+    failure_reason,
     gate,
     goal_messages,
     judge_claims,
@@ -32,6 +31,7 @@ from personagen.nodes._goal_common import (
     pass_report,
     plugin_scores,
     reject_failing,
+    score_claims,
 )
 from personagen.nodes._instrument import instrumented
 from personagen.prompts.library import LOOP_METRICS
@@ -145,22 +145,11 @@ async def _judge(ctx: RunContext, state: LoopState, item: RewriteItem) -> Rewrit
     scores: dict[str, float] = dict(plugins[0])
     reasons: dict[str, str] = dict(plugins[1])
 
-    claims: list[Claim] = []
-    failures = [_failure(r) for r in claim_results if isinstance(r, BaseException)]
-    for result in claim_results:
-        if not isinstance(result, BaseException):
-            claims.extend(result)
-    if "faithfulness" in metrics:
-        value, reason = faithfulness(claims)
-        if failures:
-            value, reason = None, f"faithfulness could not be judged: {failures[0]}"
-        if value is not None:
-            scores["faithfulness"] = value
-        reasons["faithfulness"] = reason
+    claims = score_claims(claim_results, metrics, scores, reasons)
 
     out = judgement[0]
     if isinstance(out, BaseException):
-        problem = _failure(out)
+        problem = failure_reason(out)
         for metric in metrics & {"criteria", "persona_fit"}:
             reasons[metric] = f"{metric} could not be judged: {problem}"
     elif out is not None:
@@ -199,9 +188,3 @@ def _criteria_scores(
     reasons["criteria"] = (
         f"lowest: {lowest} {score}/5: {why}" if not weak else "falls short on " + "; ".join(weak)
     )
-
-
-def _failure(exc: BaseException) -> str:
-    if isinstance(exc, StructuredOutputError):
-        return str(exc)
-    raise exc

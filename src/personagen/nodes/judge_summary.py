@@ -18,13 +18,12 @@ from typing import Any
 
 from langgraph.runtime import Runtime
 
-from personagen.errors import StructuredOutputError
 from personagen.graph.context import RunContext
 from personagen.nodes._goal_common import (
     LoopState,
     ask,
     batches,
-    faithfulness,
+    failure_reason,
     gate,
     goal_messages,
     judge_claims,
@@ -33,6 +32,7 @@ from personagen.nodes._goal_common import (
     pass_report,
     plugin_scores,
     rank_notes,
+    score_claims,
     to_context,
 )
 from personagen.nodes._instrument import instrumented
@@ -135,24 +135,13 @@ async def _judge(
     scores: dict[str, float] = dict(plugins[0])
     reasons: dict[str, str] = dict(plugins[1])
 
-    claims: list[Claim] = []
-    failed = [_failure(r) for r in claim_results if isinstance(r, BaseException)]
-    for result in claim_results:
-        if not isinstance(result, BaseException):
-            claims.extend(result)
-    if "faithfulness" in metrics:
-        value, reason = faithfulness(claims)
-        if failed:
-            value, reason = None, f"faithfulness could not be judged: {failed[0]}"
-        if value is not None:
-            scores["faithfulness"] = value
-        reasons["faithfulness"] = reason
+    claims = score_claims(claim_results, metrics, scores, reasons)
 
     coverage: list[NeedCoverage] = []
     for need, verdict in zip(needs, coverage_results, strict=True):
         if isinstance(verdict, BaseException):
             coverage.append(
-                NeedCoverage(need=need, reason=f"could not be judged: {_failure(verdict)}")
+                NeedCoverage(need=need, reason=f"could not be judged: {failure_reason(verdict)}")
             )
         else:
             coverage.append(
@@ -182,7 +171,7 @@ async def _judge(
 
     fit_out = fit_result[0]
     if isinstance(fit_out, BaseException):
-        reasons["persona_fit"] = f"persona_fit could not be judged: {_failure(fit_out)}"
+        reasons["persona_fit"] = f"persona_fit could not be judged: {failure_reason(fit_out)}"
     elif fit_out is not None:
         scores["persona_fit"] = round((fit_out.score - 1) / 4, 4)
         reasons["persona_fit"] = f"persona fit {fit_out.score}/5: {fit_out.reason.strip()}"
@@ -198,12 +187,6 @@ async def _judge(
         }
     )
     return gate(judged, goal.baseline)
-
-
-def _failure(exc: BaseException) -> str:
-    if isinstance(exc, StructuredOutputError):
-        return str(exc)
-    raise exc
 
 
 def _coverage(needs: list[NeedCoverage]) -> tuple[float | None, str]:
