@@ -203,7 +203,7 @@ class _Session:
                 except StopRun as exc:
                     status, reason = "stopped", str(exc) or "stopped by a hook"
                 finally:
-                    await stream.aclose()
+                    await stream.aclose()  # type: ignore[attr-defined]
                 snapshot = await graph.aget_state(config)
         except BaseException as exc:
             stopped = isinstance(exc, KeyboardInterrupt | asyncio.CancelledError)

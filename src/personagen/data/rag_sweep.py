@@ -701,7 +701,7 @@ def sweep(
         skips.extend(
             SkippedSetting(
                 **_key_dict(params),
-                retrievers=unavailable,  # type: ignore[arg-type]
+                retrievers=unavailable,
                 settings=len(unavailable) * len(top_ks),
                 reason="no embeddings model was given",
             )

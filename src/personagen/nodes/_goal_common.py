@@ -9,7 +9,7 @@ so rules with `applies_to: answer` or `both` apply and question-only rules do no
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from statistics import fmean
 from typing import Any, TypeVar
 
@@ -224,7 +224,7 @@ def failure_reason(exc: BaseException) -> str:
 
 def score_claims(
     claim_results: Sequence[list[Claim] | BaseException],
-    metrics: Sequence[str],
+    metrics: Collection[str],
     scores: dict[str, float],
     reasons: dict[str, str],
 ) -> list[Claim]:
