@@ -13,7 +13,6 @@ chat model factory that worker processes import to log every call to a per-run f
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import secrets
@@ -176,40 +175,11 @@ def pg_url(pg_server: str) -> Iterator[str]:
 
 # --- process helpers -----------------------------------------------------------------------
 
-# Ray's dashboard process asks the cloud metadata service (169.254.169.254, and DNS for
-# metadata.google.internal) which cloud it runs on, even with usage stats off. Pointing
-# HTTP at a closed local port keeps those requests on 127.0.0.1; Ray's own traffic is to
-# 127.0.0.1 and bypasses the proxy. The fake model needs no network at all.
-NO_OUTSIDE_HTTP = {
-    key: value
-    for name, value in (
-        ("http_proxy", "http://127.0.0.1:9"),
-        ("https_proxy", "http://127.0.0.1:9"),
-        ("no_proxy", "127.0.0.1,localhost,::1"),
-    )
-    for key in (name, name.upper())
-}
-
-
-@contextlib.contextmanager
-def monkeypatch_env(values: dict[str, str]) -> Iterator[None]:
-    """Set environment variables for the processes started inside the block."""
-    saved = {key: os.environ.get(key) for key in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, old in saved.items():
-            if old is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = old
-
 
 def start_driver(code: str, *args: str, log: Path) -> subprocess.Popen[bytes]:
     """`python -c code args...` in its own session (so everything it starts can be found)."""
     paths = [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]
-    env = {**os.environ, **NO_OUTSIDE_HTTP, "PYTHONPATH": os.pathsep.join(paths)}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
     handle = log.open("wb")
     return subprocess.Popen(
         [sys.executable, "-c", code, *args],

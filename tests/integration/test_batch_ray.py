@@ -1,28 +1,46 @@
-"""The Ray backend on a local, loopback-only Ray cluster with Postgres checkpoints.
+"""The Ray backend on a local Ray cluster with Postgres checkpoints, in a network namespace.
 
-Skipped, with the reason shown, when Ray is not installed (the `ray` extra) or no
-PostgreSQL server can be had (see test_batch_postgres.py). Ray is imported with
-RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 so every Ray server listens on, and every connection
-goes to, 127.0.0.1; the `ray_cluster` fixture checks that.
+Ray 2.60 reaches for the network even for a one-machine cluster (its dashboard asks the
+cloud metadata address 169.254.169.254 and DNS which cloud it runs on, with usage stats
+off), so its tests run where nothing but loopback exists: `test_ray_suite_in_a_network_namespace`
+re-runs this module with `unshare --net` (a new network namespace holding only `lo`) and
+PERSONAGEN_TEST_NETNS=1, and passes when every test inside passed. Outside, the inner tests
+skip, saying so; inside, the outer one skips, and the `ray_cluster` fixture checks that
+loopback is the only interface and that an outside address is unreachable.
+
+Inside, Postgres is the server `.ci/postgres.sh` started (PERSONAGEN_TEST_PG_URL), reached
+through its Unix socket (files are shared with the namespace, 127.0.0.1 is not); without one
+the `pg_server` fixture starts a throwaway server on the namespace's own 127.0.0.1.
+
+Everything skips, with the reason shown, when Ray is not installed (the `ray` extra), when
+no network namespace can be made (needs root or CAP_SYS_ADMIN; `.ci/run` runs as root), or
+when no PostgreSQL server can be had (see test_batch_postgres.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 import os
+import shlex
+import shutil
 import signal
+import socket
+import subprocess
+import sys
 import time
+import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlsplit
 
 import pytest
 from typer.testing import CliRunner
 
-os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # before Ray is imported
-ray = pytest.importorskip("ray", reason="ray is not installed: pip install '.[ray]'")
+if importlib.util.find_spec("ray") is None:
+    pytest.skip("ray is not installed: pip install '.[ray]'", allow_module_level=True)
 
 from personagen.batch import ModelRef, arun_batch, load_batch  # noqa: E402
 from personagen.batch.summary import BatchProgress  # noqa: E402
@@ -39,12 +57,10 @@ from ..unit.test_batch import (  # noqa: E402
 from .test_batch_postgres import (  # noqa: E402, F401 - fixtures shared with the Postgres suite
     DRIVER,
     LOGGED_MODEL,
-    NO_OUTSIDE_HTTP,
     REPO,
     batch_counts,
     kill_session,
     logged_calls,
-    monkeypatch_env,
     pg_server,
     pg_url,
     start_driver,
@@ -53,18 +69,129 @@ from .test_batch_postgres import (  # noqa: E402, F401 - fixtures shared with th
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
+NETNS_ENV = "PERSONAGEN_TEST_NETNS"
+"""Set to 1 in the network namespace the outer test makes for the Ray tests."""
+IN_NETNS = os.environ.get(NETNS_ENV) == "1"
+OUTER = "test_ray_suite_in_a_network_namespace"
+in_netns = pytest.mark.skipif(
+    not IN_NETNS, reason=f"runs in a loopback-only network namespace, started by {OUTER}"
+)
+INNER_TIMEOUT = 1200  # seconds for the whole inner run (about 1 min on 2 cores)
+_PROXY_VARS = {"http_proxy", "https_proxy", "all_proxy", "no_proxy", "grpc_proxy", "ftp_proxy"}
+
 RUNTIME_ENV = {"env_vars": {"PYTHONPATH": str(REPO)}}  # workers import the logged model
+
+
+# --- the network namespace ---------------------------------------------------------------
+
+
+def _namespace_tools() -> list[str]:
+    """`unshare` and `ip`, or skip saying why a network namespace cannot be made here."""
+    unshare, ip = shutil.which("unshare"), shutil.which("ip")
+    if not unshare or not ip:
+        pytest.skip("the Ray tests need unshare (util-linux) and ip (iproute2) for a netns")
+    probe = subprocess.run(
+        [unshare, "--net", "--", ip, "link", "set", "lo", "up"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    if probe.returncode != 0:
+        pytest.skip(
+            "cannot make a network namespace for the Ray tests (needs root or CAP_SYS_ADMIN, "
+            f"as in .ci/run): {probe.stderr.strip() or probe.returncode}"
+        )
+    return [unshare, ip]
+
+
+def _socket_pg_url() -> str | None:
+    """PERSONAGEN_TEST_PG_URL by the server's Unix socket, when `.ci/postgres.sh` started it.
+
+    A Unix socket is a file, so it is reachable from another network namespace.
+    """
+    given, folder = os.environ.get("PERSONAGEN_TEST_PG_URL"), os.environ.get("PERSONAGEN_PG_DIR")
+    if not given or not folder:
+        return None
+    parts = urlsplit(given)
+    port = parts.port or 5432
+    if parts.hostname not in ("127.0.0.1", "localhost", "::1"):
+        return None
+    if not (Path(folder) / f".s.PGSQL.{port}").exists():
+        return None
+    user = f"{parts.username}@" if parts.username else ""
+    return f"postgresql://{user}{parts.path}?host={quote(folder, safe='')}&port={port}"
+
+
+def _inner_environment() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k.lower() not in _PROXY_VARS}
+    env.pop("PERSONAGEN_TEST_PG_URL", None)
+    env.pop("PERSONAGEN_TEST_PG_DSN", None)
+    url = _socket_pg_url()
+    if url:
+        env["PERSONAGEN_TEST_PG_URL"] = url
+    env[NETNS_ENV] = "1"
+    return env
+
+
+def _outcomes(junit: Path) -> dict[str, tuple[str, str]]:
+    """Each test's outcome (passed, failed, error, skipped) and message, from a JUnit XML."""
+    found: dict[str, tuple[str, str]] = {}
+    for case in ET.parse(junit).getroot().iter("testcase"):
+        outcome, message = "passed", ""
+        for tag in ("failure", "error", "skipped"):
+            child = case.find(tag)
+            if child is not None:
+                outcome, message = tag.replace("failure", "failed"), child.get("message", "")
+                break
+        found[case.get("name", "")] = (outcome, message)
+    return found
+
+
+@pytest.mark.skipif(IN_NETNS, reason="already inside the network namespace")
+def test_ray_suite_in_a_network_namespace(tmp_path: Path) -> None:
+    unshare, ip = _namespace_tools()
+    expected = sorted(n for n in globals() if n.startswith("test_") and n != OUTER)
+    junit = tmp_path / "inner.xml"
+    script = f'{shlex.quote(ip)} link set lo up && exec "$@"'
+    argv = [
+        unshare, "--net", "--", "sh", "-c", script, "sh",
+        sys.executable, "-m", "pytest", str(Path(__file__)), "-p", "no:cacheprovider",
+        f"--junitxml={junit}", "-o", "junit_family=xunit1",
+    ]  # fmt: skip
+    inner = subprocess.Popen(
+        argv,
+        cwd=REPO,
+        env=_inner_environment(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # so a hung run can be killed with all it started
+    )
+    try:
+        output, _ = inner.communicate(timeout=INNER_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        kill_session(inner.pid)
+        output, _ = inner.communicate(timeout=60)
+        pytest.fail(f"the Ray tests took over {INNER_TIMEOUT} s:\n{output[-20000:]}")
+    finally:
+        kill_session(inner.pid)  # whatever a killed test left behind
+    outcomes = _outcomes(junit) if junit.is_file() else {}
+    ran = {name: outcomes.get(name, ("missing", "")) for name in expected}
+    if ran and all(outcome == "skipped" for outcome, _ in ran.values()):
+        pytest.skip("in the network namespace: " + "; ".join(sorted({m for _, m in ran.values()})))
+    assert inner.returncode == 0 and all(o == "passed" for o, _ in ran.values()), (
+        f"the Ray tests in the network namespace (exit {inner.returncode}): {ran}\n"
+        + output[-20000:]
+    )
 
 
 @pytest.fixture(scope="module")
 def ray_cluster() -> Iterator[Any]:
-    """A Ray cluster for this module, on 127.0.0.1 only."""
+    """A Ray cluster for this module, on 127.0.0.1 in a namespace with no other network."""
     from personagen.batch.ray_backend import start_ray
 
-    with monkeypatch_env(NO_OUTSIDE_HTTP):
-        module, started = start_ray(
-            "local", init_kwargs={"num_cpus": 2, "runtime_env": RUNTIME_ENV}
-        )
+    assert [name for _, name in socket.if_nameindex()] == ["lo"], socket.if_nameindex()
+    with pytest.raises(OSError):  # no route out: fails at once (ENETUNREACH)
+        socket.create_connection(("169.254.169.254", 80), timeout=5).close()
+    module, started = start_ray("local", init_kwargs={"num_cpus": 2, "runtime_env": RUNTIME_ENV})
     try:
         assert module.get_runtime_context().gcs_address.startswith("127.0.0.1:")
         assert {n["NodeManagerAddress"] for n in module.nodes()} == {"127.0.0.1"}
@@ -78,6 +205,7 @@ def _model(logs: Path, latency: float) -> ModelRef:
     return ModelRef(LOGGED_MODEL, {"log": f"{logs}/{{run_id}}.log", "latency": latency})
 
 
+@in_netns
 async def test_ray_batch_matches_single_runs(
     tmp_path: Path,
     corpus_dir: Path,
@@ -117,6 +245,7 @@ async def test_ray_batch_matches_single_runs(
     assert manifest["chat_model"]["factory"] == LOGGED_MODEL
 
 
+@in_netns
 async def test_worker_killed_mid_batch_is_retried(
     tmp_path: Path,
     corpus_dir: Path,
@@ -198,6 +327,7 @@ async def test_worker_killed_mid_batch_is_retried(
             assert len(calls) == ref["calls"], run_id
 
 
+@in_netns
 def test_driver_killed_mid_batch_then_batch_resume(
     tmp_path: Path,
     corpus_dir: Path,
