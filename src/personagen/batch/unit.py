@@ -35,7 +35,7 @@ from langchain_core.embeddings import Embeddings
 from langchain_core.language_models import BaseChatModel
 
 from personagen.api import ProgressFn, RunResult, aresume, arun
-from personagen.batch._checkpoints import is_postgres, normalize_checkpoint
+from personagen.batch._checkpoints import is_postgres, normalize_checkpoint, pool_saver
 from personagen.errors import DataSourceError, RunNotFound, SpecError
 from personagen.state.spec import RunSpec
 
@@ -274,17 +274,14 @@ def run_lock(
 
 async def read_state(run_id: str, target: str, *, pool: Any | None = None) -> Any:
     """The run's latest `StateSnapshot` (empty `values` when it has no checkpoint)."""
-    from personagen.graph.builder import build_graph
-    from personagen.graph.checkpoint import open_checkpointer, serializer
+    from personagen.graph.builder import compile_graph
+    from personagen.graph.checkpoint import open_checkpointer
 
     config: Any = {"configurable": {"thread_id": run_id}}
     if pool is not None:
-        from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
-
-        saver = AsyncPostgresSaver(pool, serde=serializer())
-        return await build_graph().compile(checkpointer=saver).aget_state(config)
+        return await compile_graph(pool_saver(pool)).aget_state(config)
     async with open_checkpointer(target) as opened:
-        return await build_graph().compile(checkpointer=opened).aget_state(config)
+        return await compile_graph(opened).aget_state(config)
 
 
 def is_finished(snapshot: Any) -> bool:
@@ -378,7 +375,8 @@ async def run_or_resume(
         hooks: Python hooks by hook point, as for `personagen.arun`.
         lock_timeout: seconds to wait for the run's lock when another runner holds it.
         locks: the process's `RunLocks` session (Postgres; one is opened otherwise).
-        pool: a psycopg `AsyncConnectionPool` for the state read (Postgres).
+        pool: the process's psycopg `AsyncConnectionPool` (Postgres): the run reads and
+            writes its checkpoints through it instead of opening a connection of its own.
 
     Returns:
         The run's result; status `locked` (and `reason`) when another runner kept the lock.
@@ -392,7 +390,8 @@ async def run_or_resume(
                 bundle_dir=None,
                 reason=f"another runner holds the lock of run {run_id!r}",
             )
-        snapshot = await read_state(run_id, target, pool=pool)
+        shared = pool is not None and is_postgres(target)
+        snapshot = await read_state(run_id, target, pool=pool if shared else None)
         if is_finished(snapshot):
             return finished_result(run_id, snapshot, Path(state_dir))
         model = chat_model.build(run_id) if isinstance(chat_model, ModelRef) else chat_model
@@ -404,6 +403,7 @@ async def run_or_resume(
             "embeddings": embeddings,
             "max_tokens": max_tokens,
             "progress": progress,
+            "checkpointer": pool_saver(pool) if shared else None,
         }
         if hooks:
             common["hooks"] = hooks

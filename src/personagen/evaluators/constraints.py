@@ -7,8 +7,8 @@ per-field violations.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
-from typing import Any
+from collections.abc import Awaitable, Coroutine
+from typing import Any, TypeVar
 
 from personagen.errors import StructuredOutputError
 from personagen.evaluators.checks import check_item, is_llm_rule
@@ -18,6 +18,8 @@ from personagen.evaluators.topic import check_topic_rule
 from personagen.llm.client import LLMClient
 from personagen.state.results import FieldName, Violation
 from personagen.state.spec import Constraints
+
+T = TypeVar("T")
 
 
 async def check_constraints_of(
@@ -52,15 +54,12 @@ async def check_constraints_of(
             if not text:
                 continue
             if rule.kind == "plugin":
-                checks.append(check_plugin_rule(rule, list_name, field, text))
+                checks.append(_bounded(semaphore, check_plugin_rule(rule, list_name, field, text)))
             else:
                 checks.append(check_topic_rule(client, rule, list_name, field, text))
     if checks:
-        if semaphore is None:
-            results = await asyncio.gather(*checks, return_exceptions=True)
-        else:
-            async with semaphore:
-                results = await asyncio.gather(*checks, return_exceptions=True)
+        # Topic rules go through the client, which bounds its own calls.
+        results = await asyncio.gather(*checks, return_exceptions=True)
         for result in results:
             if isinstance(result, StructuredOutputError):
                 found.append(
@@ -87,3 +86,11 @@ async def check_constraints_of(
             )
         )
     return found
+
+
+async def _bounded(semaphore: asyncio.Semaphore | None, check: Awaitable[T]) -> T:
+    """Await a user plugin's check within the run's plugin semaphore, if any."""
+    if semaphore is None:
+        return await check
+    async with semaphore:
+        return await check

@@ -111,6 +111,27 @@ _NOISE = re.compile(
 
 _identifier: Any = None
 _lock = threading.Lock()
+_warming = threading.Event()
+
+
+def warm_up() -> None:
+    """Start loading the language identifier in a background thread, if not loaded yet.
+
+    Loading takes ~0.4 s, mostly decompressing the model (which releases the GIL); a run
+    starts it early so its first language check does not wait. A caller that needs the
+    identifier before the thread is done waits for it; a failed load is retried (and its
+    error raised) by that caller.
+    """
+    if _identifier is None and not _warming.is_set():
+        _warming.set()
+        threading.Thread(target=_warm, name="personagen-langid", daemon=True).start()
+
+
+def _warm() -> None:
+    try:
+        _load_identifier()
+    except Exception:  # noqa: BLE001 - the first real use reports it
+        _warming.clear()
 
 
 def _load_identifier() -> Any:

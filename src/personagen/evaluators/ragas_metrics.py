@@ -53,21 +53,24 @@ def _adapter_classes() -> tuple[type, type]:
     class LangChainRagasEmbedding(base_embedding):  # type: ignore[misc, valid-type]
         """Ragas embedding interface over LangChain `Embeddings`."""
 
-        def __init__(self, embeddings: Embeddings) -> None:
+        def __init__(self, client: LLMClient, embeddings: Embeddings) -> None:
             super().__init__()
+            self.client = client  # its slots bound embedding calls like model calls
             self.embeddings = embeddings
 
         def embed_text(self, text: str, **kwargs: Any) -> list[float]:
             return self.embeddings.embed_query(text)
 
         async def aembed_text(self, text: str, **kwargs: Any) -> list[float]:
-            return await self.embeddings.aembed_query(text)
+            async with self.client.slot():
+                return await self.embeddings.aembed_query(text)
 
         def embed_texts(self, texts: list[str], **kwargs: Any) -> list[list[float]]:
             return self.embeddings.embed_documents(texts)
 
         async def aembed_texts(self, texts: list[str], **kwargs: Any) -> list[list[float]]:
-            return await self.embeddings.aembed_documents(texts)
+            async with self.client.slot():
+                return await self.embeddings.aembed_documents(texts)
 
     return ClientRagasLLM, LangChainRagasEmbedding
 
@@ -93,7 +96,9 @@ class RagasJudge:
         }
         if client.embeddings is not None:
             self._metrics["answer_relevancy"] = collections.AnswerRelevancy(
-                llm=llm, embeddings=emb_cls(client.embeddings), strictness=relevancy_strictness
+                llm=llm,
+                embeddings=emb_cls(client, client.embeddings),
+                strictness=relevancy_strictness,
             )
 
     async def score(

@@ -43,11 +43,22 @@ class RunContext:
         default_factory=dict, repr=False
     )
     _index_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _index_builds: dict[tuple[Any, ...], asyncio.Future[Any]] = field(
+        default_factory=dict, repr=False
+    )
     _semaphore: asyncio.Semaphore | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.llm.limit is None:
+            self.llm.limit = asyncio.Semaphore(self.max_concurrency)
 
     @property
     def semaphore(self) -> asyncio.Semaphore:
-        """Bounds concurrent model calls made inside one node."""
+        """Bounds concurrent calls into user plugins (metrics, constraint rules).
+
+        The run's own model calls are bounded by `llm.limit`, per call: a node never holds
+        a slot while it builds prompts or parses output.
+        """
         if self._semaphore is None:
             self._semaphore = asyncio.Semaphore(self.max_concurrency)
         return self._semaphore
@@ -69,3 +80,45 @@ class RunContext:
                 )
                 self._indexes[key] = (chunks, BM25Index(chunks, language=language))
             return self._indexes[key]
+
+    def prefetch_index(
+        self, doc_ids: list[str], *, chunk_size: int, chunk_overlap: int, language: str = "en"
+    ) -> None:
+        """Start building `index(...)` in a worker thread; `aindex` picks up the result.
+
+        Building (chunking, tokenizing; the first time also importing bm25s) takes tenths of
+        a second; a node that knows it will be needed starts it while its model calls wait.
+        """
+        self._index_build(doc_ids, chunk_size, chunk_overlap, language)
+
+    async def aindex(
+        self, doc_ids: list[str], *, chunk_size: int, chunk_overlap: int, language: str = "en"
+    ) -> tuple[list[Chunk], BM25Index]:
+        """`index(...)` without blocking the event loop: built (once) in a worker thread."""
+        key = (tuple(doc_ids), chunk_size, chunk_overlap, language)
+        found = self._indexes.get(key)
+        if found is not None:
+            return found
+        build = self._index_build(doc_ids, chunk_size, chunk_overlap, language)
+        return await asyncio.shield(build)  # one caller's cancellation must not stop it
+
+    def _index_build(
+        self, doc_ids: list[str], chunk_size: int, chunk_overlap: int, language: str
+    ) -> asyncio.Future[Any]:
+        key = (tuple(doc_ids), chunk_size, chunk_overlap, language)
+        build = self._index_builds.get(key)
+        if build is None or (build.done() and build.exception() is not None):
+            build = asyncio.ensure_future(
+                asyncio.to_thread(
+                    self.index,
+                    doc_ids,
+                    chunk_size=chunk_size,
+                    chunk_overlap=chunk_overlap,
+                    language=language,
+                )
+            )
+            # A failed prefetch nobody awaited must not log "exception never retrieved";
+            # the next `aindex` starts it again and raises the error to its caller.
+            build.add_done_callback(lambda f: f.cancelled() or f.exception())
+            self._index_builds[key] = build
+        return build

@@ -8,9 +8,11 @@ JSON before the error is reported with the raw output.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar, cast
 
@@ -78,6 +80,8 @@ class LLMClient:
     embeddings: Embeddings | None = None
     backoff_initial: float = 1.0
     backoff_max: float = 30.0
+    limit: asyncio.Semaphore | None = field(default=None, repr=False)
+    """Bounds the model calls in flight (set per run from `run.max_concurrency`)."""
     _runnables: dict[type, _Structured] = field(default_factory=dict, repr=False)
     cache: dict[str, Any] = field(default_factory=dict, repr=False)
     """Per-client memo for objects built from it (e.g. the Ragas judge)."""
@@ -95,8 +99,15 @@ class LLMClient:
                     scope = current_scope()
                     if scope is not None:
                         scope.retries += 1
-                return await runnable.ainvoke(messages)
+                # The slot is held for the call only: not while backing off, nor while the
+                # caller builds prompts or parses, so CPU work never idles a slot.
+                async with self.slot():
+                    return await runnable.ainvoke(messages)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def slot(self) -> AbstractAsyncContextManager[Any]:
+        """One of the run's model-call slots (no limit when `limit` is unset)."""
+        return self.limit if self.limit is not None else nullcontext()
 
     def _build_runnable(self, schema: type[BaseModel]) -> _Structured:
         if self.method == "prompt":

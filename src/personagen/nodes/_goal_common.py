@@ -73,9 +73,8 @@ def goal_messages(
 
 
 async def ask(ctx: RunContext, messages: list[BaseMessage], schema: type[T]) -> T:
-    """One structured call, within the run's concurrency limit."""
-    async with ctx.semaphore:
-        return await ctx.llm.structured(messages, schema)
+    """One structured call (the client keeps it within the run's concurrency limit)."""
+    return await ctx.llm.structured(messages, schema)
 
 
 def to_context(span: Span, ident: str) -> RetrievedContext:

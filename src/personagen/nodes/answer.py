@@ -26,7 +26,7 @@ async def answer(task: AnswerTask, runtime: Runtime[RunContext]) -> dict[str, An
     """Retrieve, answer only from the retrieved chunks, and ground the quotes to spans."""
     ctx, goal, persona = runtime.context, task["goal"], task["persona"]
     pair = task["pair"]
-    _, index = ctx.index(
+    _, index = await ctx.aindex(
         task["doc_ids"],
         chunk_size=int(goal.param("chunk_size")),
         chunk_overlap=int(goal.param("chunk_overlap")),
@@ -63,8 +63,7 @@ async def answer(task: AnswerTask, runtime: Runtime[RunContext]) -> dict[str, An
     if ctx.llm.small_model:
         schema = extractive_answer_schema([c.text for c in contexts])
     try:
-        async with ctx.semaphore:
-            out = await ctx.llm.structured(messages, schema, one_off=schema is not AnswerOut)
+        out = await ctx.llm.structured(messages, schema, one_off=schema is not AnswerOut)
     except StructuredOutputError as exc:
         update |= {"status": "failing", "error": str(exc), "feedback": [f"answering failed: {exc}"]}
         return {"pairs": {pair.id: pair.model_copy(update=update)}}

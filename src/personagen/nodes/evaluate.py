@@ -37,12 +37,14 @@ async def evaluate(task: JudgeTask, runtime: Runtime[RunContext]) -> dict[str, A
             # Every sentence of the answer is a verbatim source span: faithful by construction,
             # no judge needed (and no tiny-model judge noise).
             return MetricScore(1.0, "extractive: the answer is made of verbatim source spans")
-        async with ctx.semaphore:
-            if metric in RAGAS_METRICS:
-                return await judge.score(
-                    metric, question=pair.question, answer=pair.answer, contexts=contexts
-                )
-            if metric != "persona_fit":
+        # Our model calls take one of the client's slots each, per call; user plugins (which
+        # may call anything) are bounded by the run's plugin semaphore.
+        if metric in RAGAS_METRICS:
+            return await judge.score(
+                metric, question=pair.question, answer=pair.answer, contexts=contexts
+            )
+        if metric != "persona_fit":
+            async with ctx.semaphore:
                 value, reason = await score_plugin_metric(
                     metric,
                     question=pair.question,
@@ -50,15 +52,15 @@ async def evaluate(task: JudgeTask, runtime: Runtime[RunContext]) -> dict[str, A
                     contexts=contexts,
                     persona=persona,
                 )
-                return MetricScore(round(value, 4), reason)
-            try:
-                value, question_fit, reason = await judge_persona_fit(
-                    ctx.llm, goal, persona, question=pair.question, answer=pair.answer
-                )
-            except StructuredOutputError as exc:
-                return MetricScore(None, f"persona_fit could not be judged: {exc}")
-            question_fits[pair.id] = question_fit
-            return MetricScore(value, reason)
+            return MetricScore(round(value, 4), reason)
+        try:
+            value, question_fit, reason = await judge_persona_fit(
+                ctx.llm, goal, persona, question=pair.question, answer=pair.answer
+            )
+        except StructuredOutputError as exc:
+            return MetricScore(None, f"persona_fit could not be judged: {exc}")
+        question_fits[pair.id] = question_fit
+        return MetricScore(value, reason)
 
     results = await asyncio.gather(*(score(m) for m in goal.metrics))
     scores = {m: r.value for m, r in zip(goal.metrics, results, strict=True) if r.value is not None}

@@ -50,6 +50,13 @@ async def generate_questions(state: State, runtime: Runtime[RunContext]) -> dict
     per_excerpt = int(goal.param("questions_per_excerpt"))
     threshold = float(goal.param("dedup_threshold")) / 100.0
     doc_ids = [d.id for d in state["documents"]]
+    # The answers' retrieval index, built while the question calls wait.
+    ctx.prefetch_index(
+        doc_ids,
+        chunk_size=int(goal.param("chunk_size")),
+        chunk_overlap=int(goal.param("chunk_overlap")),
+        language=persona.language,
+    )
     excerpts = spread_excerpts(
         ctx.store.chunks(
             doc_ids,
@@ -76,8 +83,7 @@ async def generate_questions(state: State, runtime: Runtime[RunContext]) -> dict
             n=per_excerpt,
             avoid=avoid[-20:],
         )
-        async with ctx.semaphore:
-            out = await ctx.llm.structured(messages, QuestionsOut)
+        out = await ctx.llm.structured(messages, QuestionsOut)
         return [q.question.strip() for q in out.questions if q.question.strip()]
 
     position = 0

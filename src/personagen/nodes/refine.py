@@ -79,8 +79,7 @@ async def refine(state: State, runtime: Runtime[RunContext]) -> dict[str, Any]:
                 *[str(h["question"]) for h in pair.history if h.get("question")],
             ],
         )
-        async with ctx.semaphore:
-            out = await ctx.llm.structured(messages, ReplacementQuestionOut)
+        out = await ctx.llm.structured(messages, ReplacementQuestionOut)
         return out.question.strip()
 
     to_replace = [p for p in failing if question_is_the_problem(p, persona_min)]

@@ -64,8 +64,7 @@ async def review_questions(state: State, runtime: Runtime[RunContext]) -> dict[s
             feedback=[note],
             avoid=[p.question for p in state["pairs"].values() if p.id != pair.id][-20:],
         )
-        async with ctx.semaphore:
-            out = await ctx.llm.structured(messages, ReplacementQuestionOut)
+        out = await ctx.llm.structured(messages, ReplacementQuestionOut)
         return out.question.strip()
 
     questions = await asyncio.gather(*(replace(p, note) for p, note in to_replace))
