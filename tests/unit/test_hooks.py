@@ -202,11 +202,35 @@ async def test_unknown_hook_point(tmp_path: Path, make_spec: Any) -> None:
 async def test_streaming_api_yields_progress_then_result(tmp_path: Path, make_spec: Any) -> None:
     events = [e async for e in astream(make_spec(), chat_model=FakeChatModel(), **_kw(tmp_path))]
     stages = [e["stage"] for e in events if e["type"] == "stage" and e["event"] == "start"]
-    assert stages[:3] == ["compose_persona", "hooks_after_persona", "review_persona"]
+    # No hook and no review configured: their steps are skipped, not run as no-ops.
+    assert stages[:3] == ["compose_persona", "resolve_goal", "load_data"]
+    assert not [s for s in stages if s.startswith(("hooks_", "review_"))]
     assert sum(1 for e in events if e["type"] == "update" and e["node"] == "answer") == 3
     tokens = [e["total"] for e in events if e["type"] == "tokens"]
     assert tokens == sorted(tokens) and tokens[-1] > 0
     assert events[-1]["type"] == "result" and events[-1]["result"].status == "done"
+
+
+async def test_only_configured_hook_and_review_steps_run(tmp_path: Path, make_spec: Any) -> None:
+    seen: list[int] = []
+
+    def count(items: list[Any], context: Any) -> None:
+        seen.append(len(items))
+
+    spec = make_spec(run={"review": ["answers"], "auto_approve": False})
+    events = [
+        e
+        async for e in astream(
+            spec, chat_model=FakeChatModel(), hooks={"after_questions": count}, **_kw(tmp_path)
+        )
+    ]
+    stages = [e["stage"] for e in events if e["type"] == "stage" and e["event"] == "start"]
+    assert seen == [3]
+    assert "hooks_after_questions" in stages and "review_answers" in stages
+    assert stages[-1] == "review_answers"  # paused there for the reviewer
+    skipped = {"hooks_after_persona", "review_persona", "review_questions", "hooks_after_answers"}
+    assert not skipped & set(stages)
+    assert events[-1]["result"].status == "waiting_for_review"
 
 
 async def test_personagen_as_a_subgraph(tmp_path: Path, make_spec: Any) -> None:

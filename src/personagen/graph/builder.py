@@ -23,7 +23,19 @@ from langgraph.types import RetryPolicy
 
 from personagen.graph.context import RunContext
 from personagen.graph.loops import add_rewrite_loop, add_summary_loop, route_goal
-from personagen.graph.routing import decide, dispatch_answers, dispatch_evaluations
+from personagen.graph.routing import (
+    after_answers,
+    after_checks,
+    after_persona,
+    after_questions,
+    decide_next,
+    dispatch_answers,
+    dispatch_evaluations,
+    to_answers_review,
+    to_output_review,
+    to_persona_review,
+    to_questions_review,
+)
 from personagen.llm.client import is_transient
 from personagen.nodes.answer import answer
 from personagen.nodes.check_constraints import check_constraints
@@ -97,8 +109,12 @@ def build_graph() -> StateGraph[State, RunContext, InputState, OutputState]:
     builder.add_node("hooks_before_output", hooks_before_output)  # type: ignore[arg-type]
 
     builder.add_edge(START, "compose_persona")
-    builder.add_edge("compose_persona", "hooks_after_persona")
-    builder.add_edge("hooks_after_persona", "review_persona")
+    builder.add_conditional_edges(
+        "compose_persona", after_persona, ["hooks_after_persona", "review_persona", "resolve_goal"]
+    )
+    builder.add_conditional_edges(
+        "hooks_after_persona", to_persona_review, ["review_persona", "resolve_goal"]
+    )
     builder.add_edge("review_persona", "resolve_goal")
     builder.add_edge("resolve_goal", "load_data")
     builder.add_conditional_edges(
@@ -106,22 +122,41 @@ def build_graph() -> StateGraph[State, RunContext, InputState, OutputState]:
     )
     add_summary_loop(builder, exit_to="hooks_before_output")
     add_rewrite_loop(builder, exit_to="hooks_before_output")
-    builder.add_edge("generate_questions", "hooks_after_questions")
-    builder.add_edge("hooks_after_questions", "review_questions")
+    builder.add_conditional_edges(
+        "generate_questions",
+        after_questions,
+        ["hooks_after_questions", "review_questions", "answer", "collect_answers"],
+    )
+    builder.add_conditional_edges(
+        "hooks_after_questions",
+        to_questions_review,
+        ["review_questions", "answer", "collect_answers"],
+    )
     builder.add_conditional_edges(
         "review_questions", dispatch_answers, ["answer", "collect_answers"]
     )
     builder.add_edge("answer", "collect_answers")
-    builder.add_edge("collect_answers", "hooks_after_answers")
+    builder.add_conditional_edges(
+        "collect_answers", after_answers, ["hooks_after_answers", "evaluate", "check_constraints"]
+    )
     builder.add_conditional_edges(
         "hooks_after_answers", dispatch_evaluations, ["evaluate", "check_constraints"]
     )
     builder.add_edge("evaluate", "check_constraints")
-    builder.add_edge("check_constraints", "hooks_after_evaluation")
-    builder.add_edge("hooks_after_evaluation", "review_answers")
-    builder.add_conditional_edges("review_answers", decide, ["refine", "hooks_before_output"])
+    to_output = ["hooks_before_output", "review_output", "optimize_rag"]
+    builder.add_conditional_edges(
+        "check_constraints",
+        after_checks,
+        ["hooks_after_evaluation", "review_answers", "refine", *to_output],
+    )
+    builder.add_conditional_edges(
+        "hooks_after_evaluation", to_answers_review, ["review_answers", "refine", *to_output]
+    )
+    builder.add_conditional_edges("review_answers", decide_next, ["refine", *to_output])
     builder.add_conditional_edges("refine", dispatch_answers, ["answer", "collect_answers"])
-    builder.add_edge("hooks_before_output", "review_output")
+    builder.add_conditional_edges(
+        "hooks_before_output", to_output_review, ["review_output", "optimize_rag"]
+    )
     builder.add_edge("review_output", "optimize_rag")
     builder.add_edge("optimize_rag", "compose_output")
     builder.add_edge("compose_output", END)

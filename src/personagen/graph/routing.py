@@ -4,9 +4,107 @@ from __future__ import annotations
 
 from typing import Literal
 
+from langgraph.runtime import Runtime
 from langgraph.types import Send
 
+from personagen.graph.context import RunContext
+from personagen.nodes._review import hook_enabled
 from personagen.state.graph import AnswerTask, JudgeTask, State
+
+# The hook and review steps are nodes of their own (a hook runs exactly once; a review pauses
+# and re-runs only itself). The routers below skip them when nothing is configured at that
+# point: a step costs a scheduling round and a checkpoint write even when it does nothing.
+
+
+def _hooks(runtime: Runtime[RunContext], point: str) -> bool:
+    return bool(runtime.context.hooks.get(point))
+
+
+def after_persona(
+    state: State, runtime: Runtime[RunContext]
+) -> Literal["hooks_after_persona", "review_persona", "resolve_goal"]:
+    """To the `after_persona` hooks, the persona review, or on to the goal."""
+    if _hooks(runtime, "after_persona"):
+        return "hooks_after_persona"
+    return to_persona_review(state)
+
+
+def to_persona_review(state: State) -> Literal["review_persona", "resolve_goal"]:
+    """To the persona review when it is on, else on to the goal."""
+    return "review_persona" if hook_enabled(state, "persona") else "resolve_goal"
+
+
+def after_questions(
+    state: State, runtime: Runtime[RunContext]
+) -> list[Send] | Literal["hooks_after_questions", "review_questions", "collect_answers"]:
+    """To the `after_questions` hooks, the questions review, or straight to answering."""
+    if _hooks(runtime, "after_questions"):
+        return "hooks_after_questions"
+    return to_questions_review(state)
+
+
+def to_questions_review(
+    state: State,
+) -> list[Send] | Literal["review_questions", "collect_answers"]:
+    """To the questions review when it is on, else to answering."""
+    return "review_questions" if hook_enabled(state, "questions") else dispatch_answers(state)
+
+
+def after_answers(
+    state: State, runtime: Runtime[RunContext]
+) -> list[Send] | Literal["hooks_after_answers", "check_constraints"]:
+    """To the `after_answers` hooks, or straight to judging."""
+    if _hooks(runtime, "after_answers"):
+        return "hooks_after_answers"
+    return dispatch_evaluations(state)
+
+
+def after_checks(
+    state: State, runtime: Runtime[RunContext]
+) -> Literal[
+    "hooks_after_evaluation",
+    "review_answers",
+    "refine",
+    "hooks_before_output",
+    "review_output",
+    "optimize_rag",
+]:
+    """To the `after_evaluation` hooks, the answers review, or the loop's decision."""
+    if _hooks(runtime, "after_evaluation"):
+        return "hooks_after_evaluation"
+    return to_answers_review(state, runtime)
+
+
+def to_answers_review(
+    state: State, runtime: Runtime[RunContext]
+) -> Literal["review_answers", "refine", "hooks_before_output", "review_output", "optimize_rag"]:
+    """To the answers review when it is on, else the loop's decision."""
+    if hook_enabled(state, "answers"):
+        return "review_answers"
+    return decide_next(state, runtime)
+
+
+def decide_next(
+    state: State, runtime: Runtime[RunContext]
+) -> Literal["refine", "hooks_before_output", "review_output", "optimize_rag"]:
+    """`decide`, then past the output hooks and review when none is configured."""
+    if decide(state) == "refine":
+        return "refine"
+    return before_output(state, runtime)
+
+
+def before_output(
+    state: State, runtime: Runtime[RunContext]
+) -> Literal["hooks_before_output", "review_output", "optimize_rag"]:
+    """To the `before_output` hooks, the output review, or on to the RAG sweep."""
+    if _hooks(runtime, "before_output"):
+        return "hooks_before_output"
+    return to_output_review(state)
+
+
+def to_output_review(state: State) -> Literal["review_output", "optimize_rag"]:
+    """To the output review when it is on, else on to the RAG sweep."""
+    return "review_output" if hook_enabled(state, "output") else "optimize_rag"
 
 
 def dispatch_answers(state: State) -> list[Send] | Literal["collect_answers"]:
