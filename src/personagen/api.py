@@ -14,9 +14,10 @@ import json
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from langchain_core.embeddings import Embeddings
 from langchain_core.language_models import BaseChatModel
@@ -27,6 +28,9 @@ from personagen.state.items import QAPair
 from personagen.state.metadata import Event, IterationReport
 from personagen.state.review import ReviewDecision
 from personagen.state.spec import RunSpec
+
+if TYPE_CHECKING:
+    from langgraph.checkpoint.base import BaseCheckpointSaver
 
 ProgressFn = Callable[[dict[str, Any]], None]
 HooksArg = dict[str, Callable[..., Any] | list[Callable[..., Any]]] | None
@@ -74,6 +78,20 @@ def new_run_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
 
 
+@asynccontextmanager
+async def _checkpointer(
+    given: BaseCheckpointSaver | None, target: str
+) -> AsyncIterator[BaseCheckpointSaver]:
+    """The caller's open checkpointer (left open), or one opened on `target` and closed."""
+    if given is not None:
+        yield given
+        return
+    from personagen.graph.checkpoint import open_checkpointer
+
+    async with open_checkpointer(target) as saver:
+        yield saver
+
+
 def _as_spec(spec: RunSpec | dict[str, Any] | str | Path) -> RunSpec:
     from personagen.specfile import load_spec, parse_spec
 
@@ -96,6 +114,7 @@ class _Session:
     progress: ProgressFn | None
     hooks: HooksArg = None
     db_url: str | None = None
+    checkpointer: BaseCheckpointSaver | None = None
 
     def resolve_hooks(self, spec: RunSpec) -> dict[str, list[tuple[str, Any]]]:
         from personagen.evaluators.plugins import load_callable
@@ -156,8 +175,8 @@ class _Session:
         max_tokens: int | None,
         time_limit: float | None = None,
     ) -> RunResult:
-        from personagen.graph.builder import build_graph
-        from personagen.graph.checkpoint import default_checkpoint_path, open_checkpointer
+        from personagen.graph.builder import compile_graph
+        from personagen.graph.checkpoint import default_checkpoint_path
         from personagen.store.runs import RunStore, default_db_url
 
         runs = RunStore(self.db_url or default_db_url(self.state_dir))  # a bad URL raises here
@@ -171,8 +190,8 @@ class _Session:
         }
         target = self.checkpoint or str(default_checkpoint_path(self.state_dir))
         try:
-            async with open_checkpointer(target) as saver:
-                graph = build_graph().compile(checkpointer=saver, name="personagen")
+            async with _checkpointer(self.checkpointer, target) as saver:
+                graph = compile_graph(saver)
                 reason = None
                 status = "running"
                 # "sync": each step's checkpoint is written before the next step starts, so no
@@ -265,6 +284,7 @@ async def arun(
     hooks: HooksArg = None,
     db_url: str | None = None,
     time_limit: float | None = None,
+    checkpointer: BaseCheckpointSaver | None = None,
 ) -> RunResult:
     """Run a spec to the end (or to its token budget); resumable by `run_id`.
 
@@ -284,10 +304,22 @@ async def arun(
             `<state_dir>/runs.sqlite`.
         time_limit: seconds after which the run stops cleanly (status `interrupted`,
             resumable), e.g. inside a serverless function's time limit.
+        checkpointer: an open LangGraph checkpointer to use instead of opening one on
+            `checkpoint`, e.g. an `AsyncPostgresSaver` on a connection pool that many runs
+            share; it must use `personagen.graph.checkpoint.serializer()` and stays open
+            (its owner closes it).
     """
     resolved = _as_spec(spec)
     session = _Session(
-        Path(out_dir), Path(state_dir), checkpoint, chat_model, embeddings, progress, hooks, db_url
+        Path(out_dir),
+        Path(state_dir),
+        checkpoint,
+        chat_model,
+        embeddings,
+        progress,
+        hooks,
+        db_url,
+        checkpointer,
     )
     rid = run_id or new_run_id()
     return await session.drive(
@@ -318,6 +350,7 @@ async def aresume(
     hooks: HooksArg = None,
     db_url: str | None = None,
     time_limit: float | None = None,
+    checkpointer: BaseCheckpointSaver | None = None,
 ) -> RunResult:
     """Continue a run from its last checkpoint; finished nodes and tasks are not redone.
 
@@ -334,19 +367,29 @@ async def aresume(
         hooks: as for `arun` (Python hooks are not checkpointed: pass them again).
         db_url: as for `arun`.
         time_limit: as for `arun`.
+        checkpointer: as for `arun`.
     """
-    from personagen.graph.builder import build_graph
-    from personagen.graph.checkpoint import default_checkpoint_path, open_checkpointer
+    from personagen.graph.builder import compile_graph
+    from personagen.graph.checkpoint import default_checkpoint_path
 
     target = checkpoint or str(default_checkpoint_path(Path(state_dir)))
     config: RunnableConfig = {"configurable": {"thread_id": run_id}}
-    async with open_checkpointer(target) as saver:
-        snapshot = await build_graph().compile(checkpointer=saver).aget_state(config)
+    async with _checkpointer(checkpointer, target) as saver:
+        snapshot = await compile_graph(saver).aget_state(config)
     if not snapshot.values:
-        raise RunNotFound(f"no checkpoint for run {run_id!r} in {target}")
+        where = target if checkpointer is None else type(checkpointer).__name__
+        raise RunNotFound(f"no checkpoint for run {run_id!r} in {where}")
     spec: RunSpec = snapshot.values["spec"]
     session = _Session(
-        Path(out_dir), Path(state_dir), checkpoint, chat_model, embeddings, progress, hooks, db_url
+        Path(out_dir),
+        Path(state_dir),
+        checkpoint,
+        chat_model,
+        embeddings,
+        progress,
+        hooks,
+        db_url,
+        checkpointer,
     )
     budget = max_tokens if max_tokens is not None else spec.run.max_tokens
     graph_input: Any = None
@@ -367,16 +410,12 @@ async def pending_review(
     run_id: str, *, state_dir: str | Path = DEFAULT_STATE_DIR, checkpoint: str | None = None
 ) -> dict[str, Any] | None:
     """The review request a run is waiting on, or None."""
-    from personagen.graph.builder import build_graph
+    from personagen.graph.builder import compile_graph
     from personagen.graph.checkpoint import default_checkpoint_path, open_checkpointer
 
     target = checkpoint or str(default_checkpoint_path(Path(state_dir)))
     async with open_checkpointer(target) as saver:
-        snapshot = (
-            await build_graph()
-            .compile(checkpointer=saver)
-            .aget_state({"configurable": {"thread_id": run_id}})
-        )
+        snapshot = await compile_graph(saver).aget_state({"configurable": {"thread_id": run_id}})
     if not snapshot.values:
         raise RunNotFound(f"no checkpoint for run {run_id!r} in {target}")
     waiting = [i.value for task in snapshot.tasks for i in task.interrupts]

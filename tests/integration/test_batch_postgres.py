@@ -13,6 +13,7 @@ chat model factory that worker processes import to log every call to a per-run f
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import secrets
@@ -26,6 +27,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
 
 import pytest
 from typer.testing import CliRunner
@@ -173,6 +175,26 @@ def pg_url(pg_server: str) -> Iterator[str]:
             conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
 
+@contextlib.contextmanager
+def connection_limited(pg_url: str, limit: int) -> Iterator[str]:
+    """`pg_url` as a new role that the server allows at most `limit` connections at once."""
+    import psycopg
+
+    role, password = f"batch_{secrets.token_hex(4)}", secrets.token_hex(8)
+    schema = unquote(parse_qs(urlsplit(pg_url).query)["options"][0]).split("=", 1)[1]
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(f"CREATE ROLE {role} LOGIN PASSWORD '{password}' CONNECTION LIMIT {limit}")
+        conn.execute(f'GRANT ALL ON SCHEMA "{schema}" TO {role}')
+    parts = urlsplit(pg_url)
+    netloc = f"{role}:{password}@{parts.netloc.rsplit('@', 1)[-1]}"
+    try:
+        yield urlunsplit(parts._replace(netloc=netloc))
+    finally:
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            conn.execute(f"DROP OWNED BY {role}")
+            conn.execute(f"DROP ROLE {role}")
+
+
 # --- process helpers -----------------------------------------------------------------------
 
 
@@ -260,33 +282,38 @@ async def test_local_batch_on_postgres_matches_single_runs(
     refs = await reference_runs(plan, tmp_path / "ref")
     logs = tmp_path / "logs"
     model = ModelRef(LOGGED_MODEL, {"log": f"{logs}/{{run_id}}.log", "latency": 0.05})
-    report = await arun_batch(
-        plan,
-        out_dir=tmp_path / "out",
-        state_dir=tmp_path / "state",
-        checkpoint=pg_url.replace("postgresql://", "postgresql+psycopg://"),
-        concurrency=4,
-        chat_model=model,
-    )
-    assert report.status == "done", report.runs
-    assert_matches_references(report.runs, refs)
-    for item in plan.items:
-        assert len(logged_calls(logs, item.run_id)) == refs[item.run_id]["calls"]
-        assert await input_checkpoints(pg_url, item.run_id) == 1
-    assert not (tmp_path / "state" / "checkpoints").exists()
-    # Again, with no batch.json: every run is read back from Postgres, no model call.
-    (tmp_path / "out" / "homes" / "batch.json").unlink()
-    again = await arun_batch(
-        plan,
-        out_dir=tmp_path / "out",
-        state_dir=tmp_path / "state",
-        checkpoint=pg_url,
-        chat_model=model,
-    )
-    assert again.status == "done"
-    assert sum(len(logged_calls(logs, i.run_id)) for i in plan.items) == sum(
-        r["calls"] for r in refs.values()
-    )
+    # All 8 runs at once, as a role allowed 7 connections: the batch process holds its run
+    # locks on one session and checkpoints through one pool of at most 4 connections
+    # (the rest is slack for a closed connection the server has not yet counted out).
+    # The role owns the checkpoint tables it creates, which go with it at the end.
+    with connection_limited(pg_url, 7) as limited:
+        report = await arun_batch(
+            plan,
+            out_dir=tmp_path / "out",
+            state_dir=tmp_path / "state",
+            checkpoint=limited.replace("postgresql://", "postgresql+psycopg://"),
+            concurrency=8,
+            chat_model=model,
+        )
+        assert report.status == "done", report.runs
+        assert_matches_references(report.runs, refs)
+        for item in plan.items:
+            assert len(logged_calls(logs, item.run_id)) == refs[item.run_id]["calls"]
+            assert await input_checkpoints(pg_url, item.run_id) == 1
+        assert not (tmp_path / "state" / "checkpoints").exists()
+        # Again, with no batch.json: every run is read back from Postgres, no model call.
+        (tmp_path / "out" / "homes" / "batch.json").unlink()
+        again = await arun_batch(
+            plan,
+            out_dir=tmp_path / "out",
+            state_dir=tmp_path / "state",
+            checkpoint=pg_url,
+            chat_model=model,
+        )
+        assert again.status == "done"
+        assert sum(len(logged_calls(logs, i.run_id)) for i in plan.items) == sum(
+            r["calls"] for r in refs.values()
+        )
 
 
 HOLD_LOCK = """

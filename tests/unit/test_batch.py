@@ -38,7 +38,7 @@ from personagen.batch.spec import run_id_for
 from personagen.batch.summary import BatchProgress
 from personagen.batch.unit import LOCKED, lock_key, read_state, run_lock
 from personagen.cli_batch import batch_app
-from personagen.errors import SpecError
+from personagen.errors import RunNotFound, SpecError
 from personagen.llm.fake import FakeChatModel
 from personagen.specfile import parse_spec
 
@@ -354,6 +354,38 @@ def test_lock_keys_are_stable_signed_64_bit() -> None:
 
 
 # --- the unit --------------------------------------------------------------------------------
+
+
+async def test_runs_share_an_open_checkpointer_and_leave_it_open(
+    tmp_path: Path, make_spec: Any
+) -> None:
+    from personagen.graph.checkpoint import open_checkpointer
+
+    spec = make_spec(run={"max_iterations": 1, "cache": False})
+    kwargs: dict[str, Any] = {"out_dir": tmp_path / "out", "state_dir": tmp_path / "state"}
+    alone = await personagen.arun(
+        spec, run_id="alone", chat_model=FakeChatModel(), out_dir=tmp_path / "ref",
+        state_dir=tmp_path / "ref-state",
+    )  # fmt: skip
+    async with open_checkpointer(str(tmp_path / "shared.sqlite")) as saver:
+        runs = await asyncio.gather(
+            *(
+                personagen.arun(spec, run_id=r, chat_model=FakeChatModel(), checkpointer=saver,
+                                **kwargs)
+                for r in ("a", "b")
+            )
+        )  # fmt: skip
+        assert [r.status for r in runs] == ["done", "done"]
+        for result in runs:
+            assert qa_rows(result.bundle_dir) == qa_rows(alone.bundle_dir)  # type: ignore[arg-type]
+            config: Any = {"configurable": {"thread_id": result.run_id}}
+            assert await saver.aget_tuple(config) is not None  # still open, holding both
+        model = FakeChatModel()
+        again = await personagen.aresume("a", chat_model=model, checkpointer=saver, **kwargs)
+        assert again.status == "done" and not model.calls  # read back from the shared saver
+        with pytest.raises(RunNotFound, match="'missing' in AsyncSqliteSaver"):
+            await personagen.aresume("missing", checkpointer=saver, **kwargs)
+    assert not (tmp_path / "state" / "checkpoints.sqlite").exists()  # no file of its own
 
 
 async def test_unit_starts_then_reads_back_without_a_model(tmp_path: Path, make_spec: Any) -> None:

@@ -151,3 +151,18 @@ async def open_pool(target: str, *, max_size: int) -> Any:
     )
     await pool.open(wait=True, timeout=30)
     return pool
+
+
+def pool_saver(pool: Any) -> Any:
+    """A LangGraph `AsyncPostgresSaver` on a shared pool, for one run.
+
+    Runs of a batch process share the pool (a few connections, not one per run) but not the
+    saver: an `AsyncPostgresSaver` holds a lock across each of its queries, so runs sharing
+    one saver would wait on each other's checkpoint writes. A saver is a small object; it
+    takes a connection from the pool per query and needs no closing.
+    """
+    from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+
+    from personagen.graph.checkpoint import serializer
+
+    return AsyncPostgresSaver(pool, serde=serializer())

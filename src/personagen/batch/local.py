@@ -2,7 +2,8 @@
 
 Runs spend their time waiting on the model, so one process interleaves many of them at
 almost no cost (12 runs of an 8-way fan-out of 0.3 s calls: 4.2 s one after another, 0.65 s
-here). No extra dependency; works with SQLite or Postgres checkpoints.
+here). No extra dependency; works with SQLite or Postgres checkpoints. On Postgres the
+process uses `POOL_SIZE` + 1 connections at most, however many runs are in flight.
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ from personagen.batch.summary import BatchSummary
 from personagen.batch.unit import ChatModelArg, RunLocks, run_or_resume_retrying
 
 log = logging.getLogger(__name__)
+
+POOL_SIZE = 4
+"""Postgres connections a batch process checkpoints through, shared by all its runs."""
 
 
 def _usage_tokens(state_dir: Path) -> Any:
@@ -102,9 +106,10 @@ async def run_local(
     locks: RunLocks | None = None
     pool = None
     if is_postgres(checkpoint):
-        # One session holds every run lock of this process; a small pool reads states.
+        # One session holds every run lock of this process, and every run reads and writes
+        # its checkpoints through one small pool: a few connections however many runs.
         locks = await RunLocks(checkpoint).__aenter__()
-        pool = await open_pool(checkpoint, max_size=4)
+        pool = await open_pool(checkpoint, max_size=POOL_SIZE)
     queue = iter(items)
 
     async def worker() -> None:

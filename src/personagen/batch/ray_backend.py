@@ -3,8 +3,8 @@
 Needs the `ray` extra (`pip install 'personagen[ray]'`), imported only when this backend is
 used. Each actor is one worker process with its own event loop; it runs up to
 `max_concurrency` units at once (runs wait on the model, so one process holds many), with
-one Postgres session holding all its run locks and a small connection pool (an
-`AsyncPostgresSaver`) for state reads. A killed worker is restarted and its runs are
+one Postgres session holding all its run locks and a small connection pool through which
+all its runs read and write their checkpoints. A killed worker is restarted and its runs are
 retried (`max_retries`); a retried run resumes from its Postgres checkpoint, and the per-run
 advisory lock keeps a straggler of a crashed batch and its retry from driving the same run.
 
