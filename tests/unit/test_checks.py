@@ -310,3 +310,22 @@ def test_clean_item_has_no_violations() -> None:
 
 def test_empty_constraints() -> None:
     assert check_item(Constraints(), question="anything", answer="at all") == []
+
+
+@pytest.mark.parametrize("list_name", ["filter_out", "check_for"])
+def test_a_catastrophic_pattern_is_stopped_and_reported_not_passed(
+    list_name: ListName, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import personagen.evaluators.checks as checks
+
+    monkeypatch.setattr(checks, "REGEX_TIMEOUT_S", 0.05)
+    text = "a" * 40 + "!"  # (a|aa)+$ tries every split of the a's: ~fib(40) ways
+    violation = check_rule(rule(regex=r"(a|aa)+$"), list_name, "answer", text)
+    assert violation is not None
+    assert "did not finish within 0.05 s" in violation.reason
+    assert "(a|aa)+$" in violation.reason and "41 characters" in violation.reason
+
+
+def test_an_invalid_pattern_is_rejected_with_the_reason() -> None:
+    with pytest.raises(ValueError, match=r"invalid regular expression '\(unclosed'"):
+        rule(regex="(unclosed")

@@ -6,7 +6,8 @@ language. `topic` rules need an LLM judge; `is_llm_rule` says which rules those 
 
 Semantics, from `personagen.state.spec.ConstraintRule`: in `filter_out` a rule is violated
 when it matches, in `check_for` when it does not; `max_words` and `min_words` mean the same in
-both lists. A rule "matches" when its regex is found (Python `re`, case-insensitive unless
+both lists. A rule "matches" when its regex is found (`re` syntax, run by the `regex` package
+so a runaway match stops after 1 s and is reported; case-insensitive unless
 `case_sensitive`), when any of its keywords occurs as a whole word or phrase, when any PII of
 its kinds is found, or when the text is in its language. Language verdicts lean towards
 passing: in `check_for` the text fails only when another language is detected with
@@ -20,6 +21,8 @@ import math
 import re
 import unicodedata
 from functools import lru_cache
+
+import regex
 
 from personagen.evaluators.language import (
     MIN_CONFIDENCE,
@@ -99,9 +102,14 @@ def _quoted(items: list[str]) -> str:
     return ", ".join(f'"{item}"' for item in items)
 
 
+# A user's pattern can backtrack catastrophically (`(a+)+$` on a long line): the `regex`
+# package can stop a match after a time limit, which Python's `re` cannot.
+REGEX_TIMEOUT_S = 1.0
+
+
 @lru_cache(maxsize=256)
-def _compiled_regex(pattern: str, case_sensitive: bool) -> re.Pattern[str]:
-    return re.compile(pattern, 0 if case_sensitive else re.IGNORECASE)
+def _compiled_regex(pattern: str, case_sensitive: bool) -> regex.Pattern[str]:
+    return regex.compile(pattern, 0 if case_sensitive else regex.IGNORECASE)
 
 
 def _normalize_for_keywords(text: str) -> str:
@@ -184,7 +192,20 @@ def check_rule(
 
     if rule.regex is not None:
         pattern = _compiled_regex(rule.regex, rule.case_sensitive)
-        found = [m.group() for m in pattern.finditer(text)]
+        try:
+            found = [m.group() for m in pattern.finditer(text, timeout=REGEX_TIMEOUT_S)]
+        except TimeoutError:
+            # Not a pass: the text could not be checked. Say so, and what to do about it.
+            return Violation(
+                rule=rule.label,
+                kind=rule.kind,
+                list=list_name,
+                field=field,
+                reason=f'the pattern "{rule.regex}" did not finish within '
+                f"{REGEX_TIMEOUT_S:g} s on the {field} ({len(text)} characters), so it could "
+                "not be checked; the pattern backtracks catastrophically: simplify it "
+                "(e.g. no alternatives that overlap under a repeat, like (a|aa)+)",
+            )
         if forbid and found:
             evidence = _unique([_excerpt(f) for f in found])
             shown = f": {_quoted(evidence)}" if evidence else ""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
+import regex
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -209,8 +210,8 @@ class ConstraintRule(_Strict):
     def _valid_regex(cls, value: str | None) -> str | None:
         if value is not None:
             try:
-                re.compile(value)
-            except re.error as exc:
+                regex.compile(value)  # the engine the checks use
+            except regex.error as exc:
                 raise ValueError(f"invalid regular expression {value!r}: {exc}") from exc
         return value
 
