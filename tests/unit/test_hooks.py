@@ -276,3 +276,29 @@ async def test_personagen_as_a_subgraph(tmp_path: Path, make_spec: Any) -> None:
     assert out["status"] == "done"
     assert out["notes"] == [f"3 accepted in {tmp_path / 'out' / 'sub-1'}"]
     assert (tmp_path / "out" / "sub-1" / "qa.jsonl").is_file()
+
+
+async def test_graph_invoked_without_a_context_builds_its_own(
+    tmp_path: Path, make_spec: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As LangGraph Studio runs it: JSON input (a spec mapping, no run id), no context."""
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    monkeypatch.setenv("PERSONAGEN_OUT_DIR", str(tmp_path / "out"))
+    monkeypatch.setenv("PERSONAGEN_STATE_DIR", str(tmp_path / "state"))
+    graph = personagen.build_graph().compile(checkpointer=InMemorySaver())
+    spec = json.loads(json.dumps(make_spec()))  # what a JSON client sends
+    config = {"configurable": {"thread_id": "studio-1"}}
+    out = await graph.ainvoke({"spec": spec}, config)
+
+    assert out["status"] == "done" and out["run_id"] == "studio-1"
+    bundle = tmp_path / "out" / "studio-1"
+    assert out["bundle_dir"] == str(bundle)
+    assert len([p for p in out["pairs"].values() if p.status == "accepted"]) == 3
+    metadata = json.loads((bundle / "metadata.json").read_text())
+    # The model calls were accounted as personagen.run accounts them.
+    totals = metadata["usage"]["totals"]
+    assert totals["llm_calls"] == len(metadata["llm_calls"]) > 0 and totals["total_tokens"] > 0
+    assert (tmp_path / "state" / "usage.sqlite").is_file()
+    state = await graph.aget_state(config)
+    assert isinstance(state.values["spec"], personagen.RunSpec)

@@ -122,3 +122,43 @@ class RunContext:
             build.add_done_callback(lambda f: f.cancelled() or f.exception())
             self._index_builds[key] = build
         return build
+
+
+# --- a context for a graph invoked without one -----------------------------------------------
+
+_defaults: dict[str, RunContext] = {}
+_defaults_lock = threading.Lock()
+
+
+def default_context(spec: Any, thread_id: str) -> RunContext:
+    """The context of a run whose caller passed none (LangGraph Studio, a plain `ainvoke`).
+
+    Built from the run's spec like `personagen.run` builds it (the spec's model, response
+    cache, token budget and hooks), once per thread id and process, with the state in
+    `$PERSONAGEN_STATE_DIR` (default `.personagen`) and bundles in `$PERSONAGEN_OUT_DIR`
+    (default `out`).
+
+    Args:
+        spec: the run's `RunSpec` (or its mapping).
+        thread_id: the checkpoint thread id (the run id).
+    """
+    with _defaults_lock:
+        found = _defaults.get(thread_id)
+        if found is not None:
+            return found
+        import os
+
+        from personagen.api import _as_spec, _Session
+
+        parsed = _as_spec(spec)
+        session = _Session(
+            Path(os.environ.get("PERSONAGEN_OUT_DIR", "out")),
+            Path(os.environ.get("PERSONAGEN_STATE_DIR", ".personagen")),
+            None,
+            None,
+            None,
+            None,
+        )
+        context = session.context(thread_id, parsed, max_tokens=parsed.run.max_tokens)
+        _defaults[thread_id] = context
+        return context

@@ -78,6 +78,7 @@ def dispatch_rewrites(state: LoopState) -> list[Send] | Literal["judge_rewrites"
                 persona=state["persona"],
                 goal=state["goal"],
                 iteration=state["iteration"],
+                spec=state["spec"],
             ),
         )
         for item in state.get("rewrites", {}).values()

@@ -16,15 +16,20 @@ from personagen.state.graph import AnswerTask, JudgeTask, State
 # point: a step costs a scheduling round and a checkpoint write even when it does nothing.
 
 
-def _hooks(runtime: Runtime[RunContext], point: str) -> bool:
-    return bool(runtime.context.hooks.get(point))
+def _hooks(state: State, runtime: Runtime[RunContext], point: str) -> bool:
+    context = runtime.context
+    if context is None:  # a graph invoked without a context: the run's default one
+        from personagen.nodes._instrument import default_context_of
+
+        context = default_context_of(state)
+    return bool(context.hooks.get(point))
 
 
 def after_persona(
     state: State, runtime: Runtime[RunContext]
 ) -> Literal["hooks_after_persona", "review_persona", "resolve_goal"]:
     """To the `after_persona` hooks, the persona review, or on to the goal."""
-    if _hooks(runtime, "after_persona"):
+    if _hooks(state, runtime, "after_persona"):
         return "hooks_after_persona"
     return to_persona_review(state)
 
@@ -38,7 +43,7 @@ def after_questions(
     state: State, runtime: Runtime[RunContext]
 ) -> list[Send] | Literal["hooks_after_questions", "review_questions", "collect_answers"]:
     """To the `after_questions` hooks, the questions review, or straight to answering."""
-    if _hooks(runtime, "after_questions"):
+    if _hooks(state, runtime, "after_questions"):
         return "hooks_after_questions"
     return to_questions_review(state)
 
@@ -54,7 +59,7 @@ def after_answers(
     state: State, runtime: Runtime[RunContext]
 ) -> list[Send] | Literal["hooks_after_answers", "check_constraints"]:
     """To the `after_answers` hooks, or straight to judging."""
-    if _hooks(runtime, "after_answers"):
+    if _hooks(state, runtime, "after_answers"):
         return "hooks_after_answers"
     return dispatch_evaluations(state)
 
@@ -70,7 +75,7 @@ def after_checks(
     "optimize_rag",
 ]:
     """To the `after_evaluation` hooks, the answers review, or the loop's decision."""
-    if _hooks(runtime, "after_evaluation"):
+    if _hooks(state, runtime, "after_evaluation"):
         return "hooks_after_evaluation"
     return to_answers_review(state, runtime)
 
@@ -97,7 +102,7 @@ def before_output(
     state: State, runtime: Runtime[RunContext]
 ) -> Literal["hooks_before_output", "review_output", "optimize_rag"]:
     """To the `before_output` hooks, the output review, or on to the RAG sweep."""
-    if _hooks(runtime, "before_output"):
+    if _hooks(state, runtime, "before_output"):
         return "hooks_before_output"
     return to_output_review(state)
 
@@ -119,6 +124,7 @@ def dispatch_answers(state: State) -> list[Send] | Literal["collect_answers"]:
                 goal=state["goal"],
                 doc_ids=doc_ids,
                 iteration=state["iteration"],
+                spec=state["spec"],
             ),
         )
         for pair in state["pairs"].values()

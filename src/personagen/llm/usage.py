@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from functools import cache
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -42,6 +43,32 @@ class CallScope:
 
 
 _scope: ContextVar[CallScope | None] = ContextVar("personagen_call_scope", default=None)
+_recorder: ContextVar[UsageRecorder | None] = ContextVar("personagen_recorder", default=None)
+
+
+@contextmanager
+def recording(recorder: UsageRecorder | None) -> Iterator[None]:
+    """Add `recorder` to every LangChain call made inside the block (None: no change).
+
+    For runs whose callbacks do not already carry it: a graph invoked without
+    `personagen.run` (its config has no recorder).
+    """
+    if recorder is None:
+        yield
+        return
+    _register_recorder_hook()
+    token = _recorder.set(recorder)
+    try:
+        yield
+    finally:
+        _recorder.reset(token)
+
+
+@cache
+def _register_recorder_hook() -> None:
+    from langchain_core.tracers.context import register_configure_hook
+
+    register_configure_hook(_recorder, inheritable=True)
 
 
 @contextmanager

@@ -11,9 +11,9 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from langgraph.config import get_stream_writer
+from langgraph.config import get_config, get_stream_writer
 
-from personagen.llm.usage import call_scope
+from personagen.llm.usage import call_scope, recording
 from personagen.state.metadata import StageRun
 
 NodeFn = Callable[..., Awaitable[dict[str, Any]]]
@@ -36,8 +36,17 @@ def instrumented(name: str) -> Callable[[NodeFn], NodeFn]:
             started = time.time()
             clock = time.perf_counter()
             _emit({"stage": name, "event": "start", "iteration": iteration})
-            with call_scope(name) as scope:
+            recorder = None
+            state, normalized = _normalized_input(state)
+            if runtime is not None and runtime.context is None:
+                # Invoked without a context (LangGraph Studio, a plain `ainvoke`): use the
+                # run's default one, and account its model calls as `personagen.run` does.
+                context = default_context_of(state)
+                runtime = runtime.override(context=context)
+                recorder = context.recorder
+            with call_scope(name) as scope, recording(recorder):
                 update = await fn(state, runtime)
+            update = {**normalized, **update}
             stage = StageRun(
                 node=name,
                 iteration=iteration,
@@ -67,3 +76,39 @@ def instrumented(name: str) -> Callable[[NodeFn], NodeFn]:
         return node
 
     return decorate
+
+
+def default_context_of(state: Any) -> Any:
+    """The default context of the run this node belongs to (built from its spec)."""
+    from personagen.graph.context import default_context
+
+    thread_id = str(get_config().get("configurable", {}).get("thread_id") or "default")
+    spec = state.get("spec") if isinstance(state, dict) else None
+    if spec is None:
+        raise RuntimeError(
+            "this graph was invoked without a context and this task carries no spec: pass "
+            "context=RunContext(...) (or run it with personagen.run/resume)"
+        )
+    return default_context(spec, thread_id)
+
+
+def _normalized_input(state: Any) -> tuple[Any, dict[str, Any]]:
+    """A raw input (a spec mapping, no run id, as LangGraph Studio sends) made a run's input.
+
+    Returns the state to run the node on and the keys to write back, so the next nodes see
+    the validated spec and the run id (the checkpoint thread id).
+    """
+    if not isinstance(state, dict) or "spec" not in state:
+        return state, {}
+    from personagen.state.spec import RunSpec
+
+    fixes: dict[str, Any] = {}
+    if not isinstance(state["spec"], RunSpec):
+        from personagen.api import _as_spec
+
+        fixes["spec"] = _as_spec(state["spec"])
+    if "pair" not in state and "item" not in state and not state.get("run_id"):
+        fixes["run_id"] = str(get_config().get("configurable", {}).get("thread_id") or "")
+        if not fixes["run_id"]:
+            raise ValueError("a run needs a run_id (or a thread_id in the config)")
+    return ({**state, **fixes}, fixes) if fixes else (state, {})

@@ -7,7 +7,7 @@ content hash, so checkpoints stay small.
 from __future__ import annotations
 
 import operator
-from typing import Annotated, Any, Literal, TypedDict
+from typing import Annotated, Any, Literal, NotRequired, TypedDict
 
 from personagen.state.documents import DocumentRef
 from personagen.state.goal import ResolvedGoal
@@ -100,6 +100,8 @@ class AnswerTask(TypedDict):
     goal: ResolvedGoal
     doc_ids: list[str]
     iteration: int
+    spec: NotRequired[RunSpec]
+    """The run's spec (for a run invoked without a context: see `graph.context.default_context`)."""
 
 
 class JudgeTask(TypedDict):

@@ -7,7 +7,7 @@ claims keep only the short source spans they rest on, so checkpoints stay small.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, TypedDict
+from typing import Annotated, Literal, NotRequired, TypedDict
 
 from pydantic import BaseModel, Field
 
@@ -15,6 +15,7 @@ from personagen.state.documents import Span
 from personagen.state.goal import ResolvedGoal
 from personagen.state.items import PersonaProfile
 from personagen.state.results import Violation
+from personagen.state.spec import RunSpec
 
 OutputStatus = Literal[
     "pending",  # needs generating
@@ -130,6 +131,8 @@ class RewriteTask(TypedDict):
     persona: PersonaProfile
     goal: ResolvedGoal
     iteration: int
+    spec: NotRequired[RunSpec]
+    """The run's spec (for a run invoked without a context: see `graph.context.default_context`)."""
 
 
 def merge_rewrites(
