@@ -26,6 +26,7 @@ from langchain_core.runnables import RunnableConfig
 from personagen.errors import BudgetExhausted, RunNotFound, SpecError, StopRun
 from personagen.state.items import QAPair
 from personagen.state.metadata import Event, IterationReport
+from personagen.state.outputs import RewriteItem, SummaryDraft
 from personagen.state.review import ReviewDecision
 from personagen.state.spec import RunSpec
 
@@ -46,6 +47,11 @@ class RunResult:
     bundle_dir: Path | None
     reports: list[IterationReport] = field(default_factory=list)
     pairs: dict[str, QAPair] = field(default_factory=dict)
+    """The Q/A pairs (the `qa` goal), by id."""
+    summary: SummaryDraft | None = None
+    """The summary and its judged claims (the `summary` goal)."""
+    rewrites: dict[str, RewriteItem] = field(default_factory=dict)
+    """The rewritten units, by id (the `rewrite` goal and goals extending it)."""
     events: list[Event] = field(default_factory=list)
     tokens: int = 0
     """Tokens the run has spent, over every process that worked on it."""
@@ -262,6 +268,8 @@ class _Session:
             bundle_dir=Path(bundle) if bundle else None,
             reports=list(values.get("reports", [])),
             pairs=dict(values.get("pairs", {})),
+            summary=values.get("summary"),
+            rewrites=dict(values.get("rewrites", {})),
             events=list(values.get("events", [])),
             tokens=totals["total_tokens"],
             spent=context.recorder.spent,

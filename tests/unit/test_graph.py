@@ -201,3 +201,21 @@ def test_extractive_answers_are_faithful_by_construction() -> None:
         "Most lenders ask for a deposit of at least five percent. So yes!", spans
     )
     assert not is_extractive("", spans) and not is_extractive("Fees apply.", [])
+
+
+@pytest.mark.parametrize(
+    ("goal", "params"),
+    [("summary", {}), ("rewrite", {"instruction": "Rewrite it as a checklist for me."})],
+)
+async def test_every_goal_returns_its_outputs_to_python(
+    tmp_path: Path, make_spec: Any, goal: str, params: dict[str, Any]
+) -> None:
+    spec = make_spec(goal={"name": goal, "params": params})
+    result = await _run(tmp_path, spec, FakeChatModel())
+    assert result.status == "done" and not result.pairs
+    if goal == "summary":
+        assert result.summary is not None and result.summary.status == "accepted"
+        assert result.summary.sections and not result.rewrites
+    else:
+        assert result.summary is None and result.rewrites
+        assert all(item.status == "accepted" and item.parts for item in result.rewrites.values())

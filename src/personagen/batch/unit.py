@@ -334,6 +334,8 @@ def finished_result(run_id: str, snapshot: Any, state_dir: Path) -> RunResult:
         bundle_dir=Path(bundle) if bundle else None,
         reports=list(values.get("reports", [])),
         pairs=dict(values.get("pairs", {})),
+        summary=values.get("summary"),
+        rewrites=dict(values.get("rewrites", {})),
         events=list(values.get("events", [])),
         tokens=tokens,
         spent=tokens,
