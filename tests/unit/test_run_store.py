@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import pickle
+import subprocess
+import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +23,7 @@ from personagen.errors import PersonaGenError, RunNotFound
 from personagen.llm.fake import FakeChatModel, FakeRequest
 from personagen.specfile import parse_spec
 from personagen.state.items import QAPair
+from personagen.store import runs as runs_module
 from personagen.store.runs import (
     ArtifactRow,
     EventRow,
@@ -410,6 +414,72 @@ def test_threads_record_at_once(store: RunStore, finished_run: FinishedRun) -> N
         thread.join()
     assert not errors
     assert store.count_runs(status="done") == 8
+
+
+def _record_at_once(url: str, run: FinishedRun, prefix: str, writers: int, rounds: int) -> None:
+    """`writers` threads, each with its own store (as the runs of a batch), record at once."""
+    errors: list[BaseException] = []
+    start = threading.Barrier(writers)
+
+    def work(index: int) -> None:
+        with RunStore(url) as own:
+            try:
+                start.wait()
+                for round_ in range(rounds):
+                    rid = record(own, run, f"{prefix}-{index}-{round_}")
+                    assert own.get_run(rid).status == "done"
+            except BaseException as exc:  # noqa: BLE001 - collected and raised below
+                errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(writers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+
+
+WRITER = """
+import pickle, sys
+from tests.unit.test_run_store import _record_at_once
+url, run_file, prefix = sys.argv[1:4]
+with open(run_file, "rb") as handle:
+    run = pickle.load(handle)
+_record_at_once(url, run, prefix, writers=8, rounds=2)
+"""
+
+
+@pytest.mark.slow
+def test_many_writers_at_once_never_find_the_database_locked(
+    tmp_path: Path, finished_run: FinishedRun, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = f"sqlite:///{tmp_path / 'runs.sqlite'}"
+    # 24 stores of one process (a batch's runs) write at once while SQLite's own lock wait
+    # is cut to 20 ms: they must queue on the process's lock, not on SQLite's.
+    monkeypatch.setattr(runs_module, "SQLITE_BUSY_TIMEOUT", 0.02)
+    _record_at_once(url, finished_run, "thread", writers=24, rounds=3)
+    monkeypatch.undo()
+    # Three processes of 8 writers each on the same file (Ray workers on one machine)
+    # wait on SQLite's lock.
+    run_file = tmp_path / "run.pickle"
+    run_file.write_bytes(pickle.dumps(finished_run))
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", WRITER, url, str(run_file), f"proc{n}"],
+            cwd=Path(__file__).resolve().parents[2],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for n in range(3)
+    ]
+    outputs = [proc.communicate(timeout=300)[0] for proc in procs]
+    assert [proc.returncode for proc in procs] == [0, 0, 0], outputs
+    with RunStore(url) as store:
+        assert store.count_runs(status="done") == 24 * 3 + 3 * 8 * 2
+        detail = store.get_run("proc2-7-1")
+        assert {i.id for i in detail.items} == {p.id for p in finished_run.pairs}
 
 
 # --- CLI --------------------------------------------------------------------------------------

@@ -11,11 +11,19 @@ first use and re-creating them is a no-op, so any number of processes can open o
 
 Numbers are copied from the bundle's metadata.json as they are, so what the store says equals
 what the bundle says. Recording a run again replaces its child rows (idempotent).
+
+SQLite takes one writer at a time. Writers in one process (the runs of a batch, each with
+its own store, recording from worker threads) queue on a lock per database file, so they
+never wait on SQLite's own lock: its busy handler polls, favours no one and gives up after a
+timeout, which a queue of writers in one busy process can outlast ("database is locked").
+Writers in other processes wait on SQLite's lock, up to `SQLITE_BUSY_TIMEOUT`. Readers are
+not held up (WAL).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import os
@@ -65,6 +73,17 @@ DB_URL_ENV = "PERSONAGEN_DB_URL"
 DEFAULT_DB_URL = "sqlite:///.personagen/runs.sqlite"
 _PG_LOCK = 0x706572736F6E61  # advisory lock key held while creating the schema ("persona")
 TERMINAL_STATUSES = frozenset({"done", "failed", "budget_exhausted", "interrupted", "cancelled"})
+SQLITE_BUSY_TIMEOUT = 60.0
+"""Seconds a SQLite writer waits for another process's write to end before failing."""
+
+_write_locks: dict[str, threading.RLock] = {}
+_write_locks_guard = threading.Lock()
+
+
+def _write_lock(key: str) -> threading.RLock:
+    """The lock this process's writers of one SQLite database queue on."""
+    with _write_locks_guard:
+        return _write_locks.setdefault(key, threading.RLock())
 
 
 class RunStoreError(PersonaGenError):
@@ -530,6 +549,13 @@ class RunStore:
         self._engine: Engine | None = None
         self._sessions: sessionmaker[Session] | None = None
         self._lock = threading.Lock()
+        self._writes: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
+        if self.url.get_backend_name() == "sqlite":
+            database = self.url.database
+            if database in (None, "", ":memory:"):
+                self._writes = threading.RLock()  # one in-memory database per store
+            else:
+                self._writes = _write_lock(str(Path(database).expanduser().resolve()))
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -551,7 +577,10 @@ class RunStore:
         kwargs: dict[str, Any] = {"echo": self._echo}
         if url.get_backend_name() == "sqlite":
             # Threads: the async API records from worker threads.
-            kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+            kwargs["connect_args"] = {
+                "check_same_thread": False,
+                "timeout": SQLITE_BUSY_TIMEOUT,
+            }
             if url.database in (None, "", ":memory:"):
                 kwargs["poolclass"] = StaticPool  # one shared in-memory database
             else:
@@ -583,7 +612,7 @@ class RunStore:
             def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
                 cursor = dbapi_conn.cursor()
                 cursor.execute("PRAGMA foreign_keys=ON")
-                cursor.execute("PRAGMA busy_timeout=30000")
+                cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT * 1000)}")
                 if url.database not in (None, "", ":memory:"):
                     cursor.execute("PRAGMA journal_mode=WAL")
                 cursor.close()
@@ -598,7 +627,7 @@ class RunStore:
             engine = self._make_engine()
             for attempt in range(3):
                 try:
-                    with engine.begin() as conn:
+                    with self._writes, engine.begin() as conn:
                         if engine.dialect.name == "postgresql":
                             # Serialize concurrent creators; the lock ends with the transaction.
                             conn.execute(
@@ -621,11 +650,14 @@ class RunStore:
             self._sessions = sessionmaker(engine, expire_on_commit=False)
 
     @contextmanager
-    def _session(self) -> Iterator[Session]:
+    def _session(self, *, write: bool = False) -> Iterator[Session]:
         self.setup()
         assert self._sessions is not None
         try:
-            with self._sessions.begin() as session:
+            with (
+                self._writes if write else contextlib.nullcontext(),
+                self._sessions.begin() as session,
+            ):
                 yield session
         except RunStoreError:
             raise
@@ -648,7 +680,7 @@ class RunStore:
     def record_start(self, run_id: str, spec: RunSpec) -> None:
         """Record that a run started (or resumed) with this spec; secrets are not stored."""
         now = datetime.now(UTC)
-        with self._session() as session:
+        with self._session(write=True) as session:
             row = self._run_row(session, run_id)
             row.status = "running"
             row.reason = None
@@ -665,7 +697,7 @@ class RunStore:
     def record_status(self, run_id: str, status: str, reason: str | None = None) -> None:
         """Set a run's status; a terminal status also sets its end time and runtime."""
         now = datetime.now(UTC)
-        with self._session() as session:
+        with self._session(write=True) as session:
             row = self._run_row(session, run_id)
             row.started_at = row.started_at or now  # first seen now, if never started here
             row.status = status
@@ -767,7 +799,7 @@ class RunStore:
             (ArtifactRow, artifacts),
         ]
         now = datetime.now(UTC)
-        with self._session() as session:
+        with self._session(write=True) as session:
             row = self._run_row(session, run_id)
             row.status = str(metadata.get("status", "done"))
             row.reason = None
@@ -802,7 +834,7 @@ class RunStore:
 
     def delete_run(self, run_id: str) -> None:
         """Forget a run and everything recorded about it."""
-        with self._session() as session:
+        with self._session(write=True) as session:
             for model in _CHILDREN:
                 session.execute(delete(model).where(model.run_id == run_id))  # type: ignore[attr-defined]
             if session.execute(delete(RunRow).where(RunRow.id == run_id)).rowcount == 0:  # type: ignore[attr-defined]
