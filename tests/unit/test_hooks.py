@@ -77,6 +77,9 @@ async def test_after_answers_and_before_output_edit(tmp_path: Path, make_spec: A
     )
     rows = _rows(result)
     assert len(rows) == 2 and all(r["answer"].endswith("(checked)") for r in rows)
+    for row in rows:  # re-grounded: the source sentences are spans, the hook's words are not
+        assert row["spans"] and all(s["text"] in row["answer"] for s in row["spans"])
+        assert all("(checked)" not in s["text"] for s in row["spans"])
     assert len(_rows(result, "rejected.jsonl")) == 1
 
 

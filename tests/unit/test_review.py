@@ -82,11 +82,13 @@ async def test_output_hook_edit_reaches_the_bundle(tmp_path: Path, make_spec: An
     spec = make_spec(run={"review": ["output"]})
     paused = await arun(spec, chat_model=FakeChatModel(), run_id="r", **_kw(tmp_path))
     assert paused.interrupt["hook"] == "output"
-    a, b = paused.interrupt["items"][:2]
+    a, b, c = paused.interrupt["items"][:3]
+    source = "A survey of the property costs between four hundred and fifteen hundred pounds."
     decision = {
         "items": {
             a["id"]: {"action": "edit", "text": "Edited answer."},
             b["id"]: {"action": "reject", "note": "off topic"},
+            c["id"]: {"action": "edit", "text": f"{source} Ask the lender."},
         }
     }
     done = await aresume("r", decision=decision, chat_model=FakeChatModel(), **_kw(tmp_path))
@@ -98,6 +100,13 @@ async def test_output_hook_edit_reaches_the_bundle(tmp_path: Path, make_spec: An
         for r in map(json.loads, (done.bundle_dir / "rejected.jsonl").read_text().splitlines())
     }
     assert rows[a["id"]]["answer"] == "Edited answer."
+    # An edited answer's spans are those of the new text: found in the sources, or none.
+    assert rows[a["id"]]["spans"] == []
+    edited = rows[c["id"]]
+    assert [s["text"] for s in edited["spans"]] == [source]
+    costs = (tmp_path / "docs" / "costs.md").read_text()
+    span = edited["spans"][0]
+    assert costs[span["start"] : span["end"]] == source and span["source"].endswith("costs.md")
     assert b["id"] in rejected and "off topic" in " ".join(rejected[b["id"]]["reasons"])
 
 

@@ -44,7 +44,35 @@ def find_quote(quote: str, text: str) -> tuple[int, int] | None:
     alignment = fuzz.partial_ratio_alignment(quote, text, score_cutoff=FUZZY_MIN_SCORE)
     if alignment is None:
         return None
-    return alignment.dest_start, alignment.dest_end
+    return _snap_to_words(quote, text, alignment.dest_start, alignment.dest_end)
+
+
+_WORD = re.compile(r"\S+")
+
+
+def _snap_to_words(quote: str, text: str, start: int, end: int) -> tuple[int, int]:
+    """The word-aligned span near [start, end) that best matches `quote`.
+
+    Fuzzy alignment returns a window as long as the quote, which cuts words and takes in
+    neighbouring text when the quote has extra or missing words ("... a purchase. (checked)"
+    aligned onto "...a purchase. A surve"). The span is moved to the word boundaries within a
+    quarter of its length of each end that match the quote best.
+    """
+    reach = max(8, (end - start) // 4)
+    lo, hi = max(0, start - reach), min(len(text), end + reach)
+    words = [(m.start(), m.end()) for m in _WORD.finditer(text, lo, hi)]
+    starts = [a for a, _ in words if abs(a - start) <= reach]
+    ends = [b for _, b in words if abs(b - end) <= reach]
+    best, best_score = (start, end), -1.0
+    for a in starts:
+        for b in ends:
+            if b > a:
+                # A span that ends a sentence wins near-ties ("... purchase." over
+                # "... purchase. A" for a quote with an extra word at its end).
+                score = fuzz.ratio(quote, text[a:b]) + (2.0 if text[b - 1] in ".!?" else 0.0)
+                if score > best_score:
+                    best, best_score = (a, b), score
+    return best
 
 
 def ground_quotes(

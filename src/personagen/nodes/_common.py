@@ -38,3 +38,20 @@ def seed_excerpt(store: ChunkStore, pair: QAPair, *, fallback_chars: int) -> tup
     start = pair.seed_start or 0
     end = pair.seed_end if pair.seed_end is not None else start + fallback_chars
     return text[start:end], store.get_ref(pair.seed_doc_id).source
+
+
+def regrounded(pair: QAPair, store: ChunkStore) -> QAPair:
+    """`pair` with spans for its current answer, after a hook or a reviewer edited it.
+
+    Each sentence of the answer is located in the pair's retrieved contexts (then their
+    documents), as the model's quotes are; sentences found nowhere are listed in
+    `unmatched_quotes`. Spans of the answer before the edit are dropped: they supported
+    another text.
+    """
+    from personagen.evaluators.grounding import ground_quotes
+    from personagen.llm._text import sentences
+
+    if not pair.answer.strip():
+        return pair.model_copy(update={"spans": [], "unmatched_quotes": []})
+    spans, unmatched = ground_quotes(sentences(pair.answer), pair.contexts, store.get_text)
+    return pair.model_copy(update={"spans": spans, "unmatched_quotes": unmatched})

@@ -12,6 +12,7 @@ from langgraph.runtime import Runtime
 
 from personagen.evaluators.scoring import iteration_report
 from personagen.graph.context import RunContext
+from personagen.nodes._common import regrounded
 from personagen.nodes._instrument import instrumented
 from personagen.nodes._review import as_item, ask, hook_enabled
 from personagen.state.graph import State
@@ -40,9 +41,10 @@ async def review_answers(state: State, runtime: Runtime[RunContext]) -> dict[str
         if item.action == "approve":
             updated[pair.id] = pair.model_copy(update={"status": "accepted", "feedback": []})
         elif item.action == "edit":
-            updated[pair.id] = pair.model_copy(
+            edited = pair.model_copy(
                 update={"answer": item.text.strip(), "status": "accepted", "feedback": []}  # type: ignore[union-attr]
             )
+            updated[pair.id] = regrounded(edited, runtime.context.store)
         else:
             note = f"reviewer: {item.note}" if item.note else "rejected by the reviewer"
             updated[pair.id] = pair.model_copy(update={"status": "failing", "feedback": [note]})

@@ -7,6 +7,7 @@ from typing import Any
 from langgraph.runtime import Runtime
 
 from personagen.graph.context import RunContext
+from personagen.nodes._common import regrounded
 from personagen.nodes._instrument import instrumented
 from personagen.nodes._review import as_item, ask, hook_enabled
 from personagen.state.graph import State
@@ -28,7 +29,8 @@ async def review_output(state: State, runtime: Runtime[RunContext]) -> dict[str,
         if item is None or item.action == "approve":
             continue
         if item.action == "edit":
-            updated[pair.id] = pair.model_copy(update={"answer": item.text.strip()})  # type: ignore[union-attr]
+            edited = pair.model_copy(update={"answer": item.text.strip()})  # type: ignore[union-attr]
+            updated[pair.id] = regrounded(edited, runtime.context.store)
         else:
             note = (
                 f"rejected by the reviewer: {item.note}"

@@ -20,6 +20,7 @@ from personagen.errors import PluginError
 from personagen.evaluators.plugins import call
 from personagen.evaluators.scoring import iteration_report
 from personagen.graph.context import RunContext
+from personagen.nodes._common import regrounded
 from personagen.nodes._hooks import apply_item_hooks
 from personagen.nodes._instrument import instrumented
 from personagen.state.graph import State
@@ -62,6 +63,11 @@ def _item_hook_node(
         updated, changes = await apply_item_hooks(
             runtime.context.hooks, point, state, select(state), added_status=added_status
         )
+        before = state.get("pairs", {})
+        for pid, pair in updated.items():
+            old = before.get(pid)
+            if pair.answer and (old is None or pair.answer != old.answer):
+                updated[pid] = regrounded(pair, runtime.context.store)  # edited or added
         update: dict[str, Any] = {"pairs": updated, "hook_log": changes}
         if rescore and updated:
             merged = {**state.get("pairs", {}), **updated}
