@@ -9,6 +9,7 @@ Ragas is imported lazily (it costs seconds) and its telemetry is switched off fi
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import os
 from dataclasses import dataclass
@@ -32,6 +33,14 @@ def _ragas() -> Any:
     from ragas.metrics import collections
 
     return InstructorBaseRagasLLM, BaseRagasEmbedding, collections
+
+
+@cache
+def _ragas_prompt_base() -> Any:
+    _ragas()  # telemetry off first
+    from ragas.prompt.metrics.base_prompt import BasePrompt
+
+    return BasePrompt
 
 
 @cache
@@ -101,6 +110,10 @@ class RagasJudge:
                 strictness=relevancy_strictness,
             )
 
+        for metric in self._metrics.values():
+            for prompt in vars(metric).values():
+                _memoize_static_parts(prompt)
+
     async def score(
         self, metric: str, *, question: str, answer: str, contexts: list[str]
     ) -> MetricScore:
@@ -131,3 +144,41 @@ def _explain(metric: str, value: float) -> str:
         ),
         "context_precision": f"retrieved contexts useful for the answer: precision {value:.2f}",
     }.get(metric, f"{metric} = {value:.2f}")
+
+
+def _memoize_static_parts(prompt: Any) -> None:
+    """Render a Ragas prompt's fixed parts (output JSON schema, examples) once, not per call.
+
+    `BasePrompt.to_string` rebuilds the schema and the examples on every call (~0.5 ms, the
+    largest share of a judge call's CPU). The replacement renders the same text from the
+    cached parts; its first output is compared with Ragas' own and it steps aside for good
+    if they differ (a Ragas version that formats prompts otherwise).
+    """
+    base_prompt = _ragas_prompt_base()
+    if not isinstance(prompt, base_prompt) or type(prompt).to_string is not base_prompt.to_string:
+        return
+    schema = json.dumps(prompt.output_model.model_json_schema())
+    examples = prompt._generate_examples()
+    original = prompt.to_string
+    verified = False
+
+    def to_string(data: Any) -> str:
+        nonlocal verified
+        text = (
+            f"{prompt.instruction}\n"
+            "Please return the output in a JSON format that complies with the following "
+            f"schema as specified in JSON Schema:\n{schema}Do not use single quotes in your "
+            "response but double quotes,properly escaped with a backslash.\n\n"
+            f"{examples}\n-----------------------------\n\n"
+            "Now perform the same with the following input\n"
+            f"input: {data.model_dump_json(indent=4, exclude_none=True)}\nOutput: "
+        )
+        if not verified:
+            expected = original(data)
+            if text != expected:
+                prompt.to_string = original
+                return str(expected)
+            verified = True
+        return text
+
+    prompt.to_string = to_string
