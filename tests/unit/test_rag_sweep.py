@@ -23,6 +23,7 @@ from personagen.data.rag_sweep import (
     _stopwords,
     _tokens,
     choose,
+    restrict,
     sweep,
 )
 from personagen.data.retrieval import BM25Index
@@ -582,3 +583,91 @@ async def test_node_without_accepted_pairs_reports_skip(tmp_path: Path) -> None:
         update = await optimize_rag(state, Runtime(context=ctx))
     assert update["rag"]["status"] == "skipped"
     assert update["events"][0].level == "info"
+
+
+# --- reusing an early sweep ------------------------------------------------------------------
+
+
+def _mixed_corpus() -> tuple[dict[str, str], list[EvalItem]]:
+    documents, items = sections_corpus(8)
+    facts, fact_items = facts_corpus(16)
+    return documents | facts, items + fact_items
+
+
+@pytest.mark.parametrize("embeddings", [None, FakeEmbeddings()], ids=["bm25", "dense"])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_restricting_a_sweep_equals_sweeping_the_subset(embeddings: object, seed: int) -> None:
+    import random
+
+    documents, items = _mixed_corpus()
+    baseline = ChunkingParams(chunk_size=800, chunk_overlap=120)
+    full = sweep(documents, items, embeddings=embeddings, baseline=baseline)  # type: ignore[arg-type]
+    subset = random.Random(seed).sample(items, 9)
+    restricted = restrict(full, subset)
+    fresh = sweep(documents, subset, embeddings=embeddings, baseline=baseline)  # type: ignore[arg-type]
+    assert restricted is not None
+    assert restricted.model_dump(exclude={"timing"}) == fresh.model_dump(exclude={"timing"})
+    assert restricted.chosen == fresh.chosen and restricted.evaluation.questions == 9
+
+
+def test_restrict_refuses_what_it_cannot_reproduce() -> None:
+    documents, items = facts_corpus(8)
+    full = sweep(documents, items)
+    assert restrict(full, items[:3]) is not None
+    moved = items[0].model_copy(update={"spans": items[1].spans})  # the answer changed
+    assert restrict(full, [moved, *items[2:4]]) is None
+    unknown = EvalItem(question_id="new", question="?", spans=items[0].spans)
+    assert restrict(full, [unknown]) is None
+    assert restrict(full, []) is None  # nothing to measure: a real sweep says why
+    rushed = sweep(documents, items, time_budget_s=1e-9)  # settings skipped for time
+    assert restrict(rushed, items[:3]) is None
+    # A result read back from JSON (another process) has nothing to reuse.
+    assert restrict(type(full).model_validate(full.to_dict()), items[:3]) is None
+
+
+async def test_the_node_reuses_the_sweep_started_when_the_answers_came(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import personagen.nodes.optimize_rag as node
+
+    documents, items = sections_corpus(6)
+    text = documents["manual"]
+    doc = ref("manual", text)
+    calls: list[int] = []
+
+    def counting_sweep(*args: object, **kwargs: object) -> object:
+        calls.append(len(args[1]))  # type: ignore[arg-type]
+        return sweep(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(node, "sweep", counting_sweep)
+    answered = {i.question_id: pair(i.question_id, i.spans, "answered") for i in items}
+    with ChunkStore(":memory:") as store:
+        store.put_document(LoadedDocument(ref=doc, text=text))
+        ctx = RunContext(
+            llm=make_llm_client(LLMSettings(provider="fake")), store=store, out_dir=tmp_path
+        )
+        state = {
+            "goal": goal(),
+            "pairs": answered,
+            "documents": [doc],
+            "persona": PersonaProfile(name="Ops", description="plant operator"),
+            "iteration": 1,
+        }
+        node.prefetch_sweep(state, ctx)  # what collect_answers does
+        accepted = {pid: p.model_copy(update={"status": "accepted"}) for pid, p in answered.items()}
+        accepted["q0"] = accepted["q0"].model_copy(update={"status": "rejected"})
+        update = await optimize_rag({**state, "pairs": accepted}, Runtime(context=ctx))
+        assert calls == [6]  # the early sweep only: the node re-aggregated it
+        fresh = sweep(
+            {"manual": text},
+            [
+                EvalItem(question_id=p.id, question=p.question, spans=p.spans)
+                for p in accepted.values()
+                if p.status == "accepted"
+            ],
+            embeddings=ctx.llm.embeddings,
+            baseline=ChunkingParams(chunk_size=800, chunk_overlap=120),
+        )
+    rag = update["rag"]
+    assert rag["evaluation"]["questions"] == 5
+    assert rag["chosen"] == fresh.to_dict()["chosen"] and rag["table"] == fresh.to_dict()["table"]

@@ -52,12 +52,18 @@ from pydantic import (
     Field,
     NonNegativeInt,
     PositiveInt,
+    PrivateAttr,
     field_validator,
     model_validator,
 )
 
 from personagen.data.chunking import SPLITTERS, Splitter, chunk_text, validate_chunking
-from personagen.evaluators.retrieval_metrics import TextRange, aggregate, score_retrieval
+from personagen.evaluators.retrieval_metrics import (
+    RetrievalScores,
+    TextRange,
+    aggregate,
+    score_retrieval,
+)
 from personagen.state.documents import Span
 
 if TYPE_CHECKING:
@@ -101,6 +107,7 @@ _RRF_K = 60
 # Depth of each ranking fused by `hybrid` (and so retrieved when hybrid is swept).
 _FUSION_DEPTH = 50
 _QUERY_BLOCK = 64  # questions scored against an embedding matrix at once
+_CHUNK_BLOCK = 8192  # chunk vectors widened to float64 at once
 _PROBE_BATCH = 8  # chunks in the first embedding batch of a chunking
 
 
@@ -256,6 +263,7 @@ class SweepResult(BaseModel):
     language: str = "en"
     evaluation: EvalSummary = Field(default_factory=lambda: EvalSummary())
     timing: SweepTiming = Field(default_factory=lambda: SweepTiming())
+    _reuse: _Reuse | None = PrivateAttr(default=None)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able dict (what the graph state and `rag/params.json` hold)."""
@@ -544,6 +552,7 @@ def _rows(
     items: Sequence[_Item],
     top_ks: Sequence[int],
     doc_ids: Sequence[str],
+    collect: list[tuple[SettingRow, list[RetrievalScores]]] | None = None,
 ) -> list[SettingRow]:
     params = chunking.params
     rows = []
@@ -555,8 +564,7 @@ def _rows(
                 for i in ranking[:k].tolist()
             ]
             scores.append(score_retrieval(retrieved, item.gold))
-        metrics = aggregate(scores)
-        rows.append(
+        row = _with_metrics(
             SettingRow(
                 chunk_size=params.chunk_size,
                 chunk_overlap=params.chunk_overlap,
@@ -564,15 +572,31 @@ def _rows(
                 splitter=params.splitter,
                 retriever=retriever,
                 top_k=k,
-                hit_rate=round(metrics["hit_rate"], 6),
-                mrr=round(metrics["mrr"], 6),
-                span_recall=round(metrics["span_recall"], 6),
-                context_chars=round(metrics["context_chars"], 2),
+                hit_rate=0.0,
+                mrr=0.0,
+                span_recall=0.0,
+                context_chars=0.0,
                 chunks=len(chunking),
                 baseline=chunking.baseline,
-            )
+            ),
+            scores,
         )
+        rows.append(row)
+        if collect is not None:
+            collect.append((row, scores))
     return rows
+
+
+def _with_metrics(row: SettingRow, scores: Sequence[RetrievalScores]) -> SettingRow:
+    metrics = aggregate(scores)
+    return row.model_copy(
+        update={
+            "hit_rate": round(metrics["hit_rate"], 6),
+            "mrr": round(metrics["mrr"], 6),
+            "span_recall": round(metrics["span_recall"], 6),
+            "context_chars": round(metrics["context_chars"], 2),
+        }
+    )
 
 
 def _normalize(matrix: np.ndarray) -> np.ndarray:
@@ -584,9 +608,21 @@ def _normalize(matrix: np.ndarray) -> np.ndarray:
 
 
 def _embedding_ranks(queries: np.ndarray, chunks: np.ndarray, depth: int) -> list[np.ndarray]:
+    """Each question's chunks by cosine similarity, best first (ties in chunk order).
+
+    A question's ranking must not depend on which other questions share its block: BLAS
+    sums in an order that depends on the matrix shapes, and float32 noise would break
+    near-ties differently (then `restrict` could not reuse a sweep). Products of float32
+    values are exact in float64; the float64 sums' noise (~1e-16) is rounded away.
+    """
     rankings: list[np.ndarray] = []
     for block in range(0, len(queries), _QUERY_BLOCK):
-        similarity = queries[block : block + _QUERY_BLOCK] @ chunks.T
+        rows = queries[block : block + _QUERY_BLOCK].astype(np.float64)
+        similarity = np.empty((len(rows), len(chunks)), dtype=np.float64)
+        for lo in range(0, len(chunks), _CHUNK_BLOCK):
+            part = chunks[lo : lo + _CHUNK_BLOCK].astype(np.float64)
+            similarity[:, lo : lo + len(part)] = rows @ part.T
+        np.round(similarity, 9, out=similarity)
         rankings.extend(_top(row, depth, positive_only=False) for row in similarity)
     return rankings
 
@@ -657,6 +693,7 @@ def sweep(
     doc_ids = list(documents)
     lengths = {doc_id: len(documents[doc_id]) for doc_id in doc_ids}
     stopwords = _stopwords(language)
+    eval_items = list(eval_items)
     items, summary = _prepare(eval_items, lengths, stopwords)
     summary.documents, summary.chars = len(doc_ids), sum(lengths.values())
     embeddings_name = type(embeddings).__name__ if embeddings is not None else None
@@ -731,6 +768,7 @@ def sweep(
     dense: list[Retriever] = [r for r in retrievers if r != "bm25"]
     depth = max(top_ks) if "hybrid" not in retrievers else max(max(top_ks), _FUSION_DEPTH)
     rows: list[SettingRow] = []
+    collected: list[tuple[SettingRow, list[RetrievalScores]]] = []
     done: list[_Chunking] = []
     last_seconds = 0.0
     for position, params in enumerate(chunkings):
@@ -754,7 +792,7 @@ def sweep(
         ranked = time.perf_counter()
         timing.bm25 += ranked - chunked
         if "bm25" in retrievers:
-            rows.extend(_rows(chunking, "bm25", chunking.bm25, items, top_ks, doc_ids))
+            rows.extend(_rows(chunking, "bm25", chunking.bm25, items, top_ks, doc_ids, collected))
         timing.scoring += time.perf_counter() - ranked
         done.append(chunking)
         last_seconds = time.perf_counter() - started
@@ -777,6 +815,7 @@ def sweep(
                 skips,
                 tolerance=tolerance,
                 batch_size=embed_batch_size,
+                collect=collected,
             )
         )
 
@@ -791,7 +830,7 @@ def sweep(
         timing.seconds,
         chosen and chosen.model_dump(include={"chunk_size", "chunk_overlap", "splitter"}),
     )
-    return SweepResult(
+    result = SweepResult(
         status="done",
         objective=objective,
         chosen=chosen,
@@ -805,6 +844,18 @@ def sweep(
         evaluation=summary,
         timing=timing,
     )
+    result._reuse = _Reuse(
+        eval_items={item.question_id: item for item in eval_items},
+        items=items,
+        lengths=lengths,
+        stopwords=stopwords,
+        scored=collected,
+        chunking_order=[_key(c.params) for c in done],
+        reusable=not budget.exhausted
+        and len({item.question_id for item in eval_items}) == len(eval_items)
+        and all(skip.reason.startswith(_PLANNED_SKIPS) for skip in skips),
+    )
+    return result
 
 
 def _key_dict(params: ChunkingParams) -> dict[str, Any]:
@@ -831,6 +882,7 @@ def _embedding_pass(
     *,
     tolerance: float,
     batch_size: int,
+    collect: list[tuple[SettingRow, list[RetrievalScores]]] | None = None,
 ) -> list[SettingRow]:
     """Embedding and hybrid rows, most promising chunkings (by their BM25 rows) first."""
     rows: list[SettingRow] = []
@@ -922,12 +974,83 @@ def _embedding_pass(
         ranked = _embedding_ranks(queries, _normalize(matrix), depth)
         del matrix
         if "embedding" in dense:
-            rows.extend(_rows(chunking, "embedding", ranked, items, top_ks, doc_ids))
+            rows.extend(_rows(chunking, "embedding", ranked, items, top_ks, doc_ids, collect))
         if "hybrid" in dense:
             fused = [
                 _fuse((lexical, semantic), depth)
                 for lexical, semantic in zip(chunking.bm25, ranked, strict=True)
             ]
-            rows.extend(_rows(chunking, "hybrid", fused, items, top_ks, doc_ids))
+            rows.extend(_rows(chunking, "hybrid", fused, items, top_ks, doc_ids, collect))
         timing.scoring += time.perf_counter() - clock
     return rows
+
+
+# --- reusing a sweep for a subset of its questions -------------------------------------------
+
+# Skips decided before anything is measured; any other skip (the time budget, a failing
+# embeddings model, an empty chunking) depends on the questions or on timing.
+_PLANNED_SKIPS = ("over max_settings", "no embeddings model was given")
+
+
+@dataclass
+class _Reuse:
+    """What `restrict` needs: the per-question scores behind every row."""
+
+    eval_items: dict[str, EvalItem]
+    items: list[_Item]
+    lengths: dict[str, int]
+    stopwords: frozenset[str]
+    scored: list[tuple[SettingRow, list[RetrievalScores]]]
+    chunking_order: list[tuple[int, int, str]]
+    dense_first: list[tuple[int, int, str]] = field(default_factory=list)
+    reusable: bool = True
+
+
+def restrict(
+    result: SweepResult, eval_items: Iterable[EvalItem], *, tolerance: float = 0.005
+) -> SweepResult | None:
+    """The result `sweep` would give for `eval_items`, from a sweep over a superset of them.
+
+    Every question's scores are independent of the other questions', so a sweep run early
+    on every answered question (while the judges work) yields the sweep of the accepted
+    ones by re-aggregating. Returns None when that would not be exact: a question missing
+    or changed (other spans), or a setting skipped for a reason that depends on the
+    questions or on timing (the time budget, a failing embeddings model).
+    """
+    reuse = result._reuse
+    if result.status != "done" or reuse is None or not reuse.reusable:
+        return None
+    wanted = list(eval_items)
+    if any(reuse.eval_items.get(item.question_id) != item for item in wanted):
+        return None
+    items, summary = _prepare(wanted, reuse.lengths, reuse.stopwords)
+    if not items:
+        return None
+    summary.documents, summary.chars = result.evaluation.documents, result.evaluation.chars
+    position = {item.question_id: i for i, item in enumerate(reuse.items)}
+    if any(item.question_id not in position for item in items):
+        return None
+    picks = [position[item.question_id] for item in items]
+    rows = [_with_metrics(row, [scores[i] for i in picks]) for row, scores in reuse.scored]
+    # The table in the order `sweep` writes it: BM25 rows by chunking, then the embedding
+    # and hybrid rows chunking by chunking, the most promising (by BM25) first.
+    lexical = [r for r in rows if r.retriever == "bm25"]
+    dense: dict[tuple[int, int, str], list[SettingRow]] = {}
+    for row in rows:
+        if row.retriever != "bm25":
+            dense.setdefault(_key(row.chunking), []).append(row)
+
+    def promise(key: tuple[int, int, str]) -> tuple[float, float, float]:
+        best = choose([r for r in lexical if _key(r.chunking) == key], tolerance=tolerance)
+        return (-best.span_recall, -best.mrr, best.context_chars) if best else (0.0, 0.0, 0.0)
+
+    order = [k for k in reuse.chunking_order if k in dense]
+    ordered = sorted(order, key=promise)
+    table = lexical + [row for key in ordered for row in dense[key]]
+    return result.model_copy(
+        update={
+            "chosen": choose(table, tolerance=tolerance),
+            "table": table,
+            "evaluation": summary,
+        }
+    )

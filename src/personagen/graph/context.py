@@ -46,6 +46,8 @@ class RunContext:
     _index_builds: dict[tuple[Any, ...], asyncio.Future[Any]] = field(
         default_factory=dict, repr=False
     )
+    prefetched_sweep: asyncio.Future[Any] | None = field(default=None, repr=False)
+    """A RAG sweep started early over every answered pair (see `nodes.optimize_rag`)."""
     _semaphore: asyncio.Semaphore | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:

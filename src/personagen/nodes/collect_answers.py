@@ -43,4 +43,7 @@ async def collect_answers(state: State, runtime: Runtime[RunContext]) -> dict[st
             "unanswerable": sum(1 for p in fresh if not p.answerable),
         }
     )
+    from personagen.nodes.optimize_rag import prefetch_sweep
+
+    prefetch_sweep(state, runtime.context)  # while the judges work
     return {"events": events}
