@@ -107,7 +107,7 @@ _RRF_K = 60
 # Depth of each ranking fused by `hybrid` (and so retrieved when hybrid is swept).
 _FUSION_DEPTH = 50
 _QUERY_BLOCK = 64  # questions scored against an embedding matrix at once
-_CHUNK_BLOCK = 8192  # chunk vectors widened to float64 at once
+_CHUNK_BLOCK = 2048  # chunk vectors widened to float64 at once (6 MB at 384 dims)
 _PROBE_BATCH = 8  # chunks in the first embedding batch of a chunking
 
 
