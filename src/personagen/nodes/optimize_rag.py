@@ -22,6 +22,7 @@ from personagen.state.metadata import Event
 
 # Wall time the sweep may take; what does not fit is skipped and reported in the result.
 TIME_BUDGET_S = 120.0
+_START_DELAY_S = 0.05
 
 
 def _inputs(state: State, ctx: RunContext) -> tuple[dict[str, str], list[Event], dict[str, Any]]:
@@ -80,7 +81,14 @@ def prefetch_sweep(state: State, ctx: RunContext) -> None:
     items = _eval_items(state, ("answered", "accepted", "failing", "judged"))
     if not items or not texts:
         return
-    future = asyncio.ensure_future(asyncio.to_thread(sweep, texts, items, **settings))
+
+    async def later() -> Any:
+        # Not during the step change that follows this node (LangGraph plans the judges'
+        # tasks and writes the checkpoint then): a thread holding the GIL would slow it.
+        await asyncio.sleep(_START_DELAY_S)
+        return await asyncio.to_thread(sweep, texts, items, **settings)
+
+    future = asyncio.ensure_future(later())
     future.add_done_callback(lambda f: f.cancelled() or f.exception())  # reported on use
     ctx.prefetched_sweep = future
 
