@@ -305,3 +305,6 @@ async def test_graph_invoked_without_a_context_builds_its_own(
     assert (tmp_path / "state" / "usage.sqlite").is_file()
     state = await graph.aget_state(config)
     assert isinstance(state.values["spec"], personagen.RunSpec)
+    from personagen.graph import context as contexts
+
+    assert "studio-1" not in contexts._defaults  # released (and closed) when the run ended

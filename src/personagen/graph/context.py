@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -128,8 +129,11 @@ class RunContext:
 
 # --- a context for a graph invoked without one -----------------------------------------------
 
-_defaults: dict[str, RunContext] = {}
+_defaults: OrderedDict[str, RunContext] = OrderedDict()
 _defaults_lock = threading.Lock()
+MAX_DEFAULT_CONTEXTS = 32
+"""Default contexts kept at once; beyond, the least recently used is forgotten (not closed:
+a step of its run may still hold it; its connections close when nothing does)."""
 
 
 def default_context(spec: Any, thread_id: str) -> RunContext:
@@ -147,6 +151,7 @@ def default_context(spec: Any, thread_id: str) -> RunContext:
     with _defaults_lock:
         found = _defaults.get(thread_id)
         if found is not None:
+            _defaults.move_to_end(thread_id)
             return found
         import os
 
@@ -163,4 +168,20 @@ def default_context(spec: Any, thread_id: str) -> RunContext:
         )
         context = session.context(thread_id, parsed, max_tokens=parsed.run.max_tokens)
         _defaults[thread_id] = context
+        while len(_defaults) > MAX_DEFAULT_CONTEXTS:
+            _defaults.popitem(last=False)  # a later step of that run builds another
         return context
+
+
+def release_default_context(thread_id: str) -> None:
+    """Close and forget a run's default context (its run finished)."""
+    with _defaults_lock:
+        context = _defaults.pop(thread_id, None)
+    if context is not None:
+        _close(context)
+
+
+def _close(context: RunContext) -> None:
+    context.store.close()
+    if context.usage_log is not None:
+        context.usage_log.close()

@@ -47,6 +47,10 @@ def instrumented(name: str) -> Callable[[NodeFn], NodeFn]:
             with call_scope(name) as scope, recording(recorder):
                 update = await fn(state, runtime)
             update = {**normalized, **update}
+            if recorder is not None and name == "compose_output":
+                from personagen.graph.context import release_default_context
+
+                release_default_context(_thread_id())  # the run is done
             stage = StageRun(
                 node=name,
                 iteration=iteration,
@@ -82,7 +86,7 @@ def default_context_of(state: Any) -> Any:
     """The default context of the run this node belongs to (built from its spec)."""
     from personagen.graph.context import default_context
 
-    thread_id = str(get_config().get("configurable", {}).get("thread_id") or "default")
+    thread_id = _thread_id()
     spec = state.get("spec") if isinstance(state, dict) else None
     if spec is None:
         raise RuntimeError(
@@ -112,3 +116,7 @@ def _normalized_input(state: Any) -> tuple[Any, dict[str, Any]]:
         if not fixes["run_id"]:
             raise ValueError("a run needs a run_id (or a thread_id in the config)")
     return ({**state, **fixes}, fixes) if fixes else (state, {})
+
+
+def _thread_id() -> str:
+    return str(get_config().get("configurable", {}).get("thread_id") or "default")
