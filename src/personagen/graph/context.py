@@ -159,12 +159,12 @@ def default_context(spec: Any, thread_id: str) -> RunContext:
 
         parsed = _as_spec(spec)
         session = _Session(
-            Path(os.environ.get("PERSONAGEN_OUT_DIR", "out")),
-            Path(os.environ.get("PERSONAGEN_STATE_DIR", ".personagen")),
-            None,
-            None,
-            None,
-            None,
+            out_dir=Path(os.environ.get("PERSONAGEN_OUT_DIR", "out")),
+            state_dir=Path(os.environ.get("PERSONAGEN_STATE_DIR", ".personagen")),
+            checkpoint=None,
+            chat_model=None,
+            embeddings=None,
+            progress=None,
         )
         context = session.context(thread_id, parsed, max_tokens=parsed.run.max_tokens)
         _defaults[thread_id] = context
