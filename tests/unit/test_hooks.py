@@ -12,7 +12,7 @@ import pytest
 import personagen
 from personagen.api import aresume, arun, astream
 from personagen.errors import PluginError, SpecError, StopRun
-from personagen.llm.fake import FakeChatModel
+from personagen.llm.fake import FakeChatModel, FakeRequest
 from personagen.state.hooks import HookItem
 
 
@@ -308,3 +308,42 @@ async def test_graph_invoked_without_a_context_builds_its_own(
     from personagen.graph import context as contexts
 
     assert "studio-1" not in contexts._defaults  # released (and closed) when the run ended
+
+
+async def test_replacement_questions_go_through_the_after_questions_hooks(
+    tmp_path: Path, make_spec: Any
+) -> None:
+    seen: list[tuple[int, list[str]]] = []
+
+    def no_competitors(items: list[HookItem], context: Any) -> list[HookItem]:
+        seen.append((context.iteration, [i.question for i in items]))
+        return [i for i in items if "competitor" not in i.question.lower()]
+
+    judged: dict[str, int] = {}
+
+    def persona_fit(request: FakeRequest) -> dict[str, Any]:
+        question = request.tag("question")[0]
+        judged[question] = judged.get(question, 0) + 1
+        if len(judged) == 1 and judged[question] == 1:  # the first question: not this persona's
+            return {"reason": "not a buyer's question", "question_fit": 1, "answer_fit": 5}
+        return {"reason": "fits", "question_fit": 5, "answer_fit": 5}
+
+    model = FakeChatModel(
+        responders={
+            "PersonaFitOut": persona_fit,
+            "ReplacementQuestionOut": lambda r: {"question": "What do competitors charge?"},
+        }
+    )
+    result = await arun(
+        make_spec(run={"cache": False}),
+        chat_model=model,
+        hooks={"after_questions": no_competitors},
+        **_kw(tmp_path),
+    )
+    assert len(seen) == 2
+    assert seen[0][0] == 1 and len(seen[0][1]) == 3
+    assert seen[1] == (2, ["What do competitors charge?"])  # only the new question, not re-asked
+    replaced = [p for p in result.pairs.values() if p.question == "What do competitors charge?"]
+    assert len(replaced) == 1 and replaced[0].status == "rejected"
+    assert "removed by hook after_questions" in replaced[0].feedback[0]
+    assert not [c for c in model.calls_for("AnswerOut") if "competitors" in c.user]

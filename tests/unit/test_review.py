@@ -41,6 +41,10 @@ async def test_edit_and_reject_with_note(tmp_path: Path, make_spec: Any) -> None
     }
     model = FakeChatModel()
     done = await aresume("r", decision=decision, chat_model=model, **_kw(tmp_path))
+    while done.status == "waiting_for_review":  # later passes' replacement questions
+        assert done.interrupt["hook"] == "questions" and done.interrupt["iteration"] > 1
+        assert first["id"] not in {i["id"] for i in done.interrupt["items"]}  # the reviewer's
+        done = await aresume("r", decision={"approve_all": True}, chat_model=model, **_kw(tmp_path))
     assert done.status == "done"
     edited = done.pairs[first["id"]]
     assert (
@@ -142,3 +146,37 @@ async def test_bad_decision_is_a_clear_error(tmp_path: Path, make_spec: Any) -> 
             chat_model=FakeChatModel(),
             **_kw(tmp_path),
         )
+
+
+async def test_replacement_questions_are_reviewed_too(tmp_path: Path, make_spec: Any) -> None:
+    from personagen.llm.fake import FakeRequest
+
+    judged: dict[str, int] = {}
+
+    def persona_fit(request: FakeRequest) -> dict[str, Any]:
+        question = request.tag("question")[0]
+        judged[question] = judged.get(question, 0) + 1
+        if len(judged) == 1 and judged[question] == 1:
+            return {"reason": "not a buyer's question", "question_fit": 1, "answer_fit": 5}
+        return {"reason": "fits", "question_fit": 5, "answer_fit": 5}
+
+    def model() -> FakeChatModel:
+        return FakeChatModel(
+            responders={
+                "PersonaFitOut": persona_fit,
+                "ReplacementQuestionOut": lambda r: {"question": "What does a survey cost?"},
+            }
+        )
+
+    spec = make_spec(run={"review": ["questions"], "cache": False})
+    first = await arun(spec, chat_model=model(), run_id="r", **_kw(tmp_path))
+    assert len(first.interrupt["items"]) == 3 and first.interrupt["iteration"] == 1
+    second = await aresume("r", decision={"approve_all": True}, chat_model=model(), **_kw(tmp_path))
+    # The pass that replaced a question pauses again, for the new question only.
+    assert second.status == "waiting_for_review" and second.interrupt["hook"] == "questions"
+    assert [i["question"] for i in second.interrupt["items"]] == ["What does a survey cost?"]
+    (item,) = second.interrupt["items"]
+    decision = {"items": {item["id"]: {"action": "edit", "text": "How long does a survey take?"}}}
+    done = await aresume("r", decision=decision, chat_model=model(), **_kw(tmp_path))
+    assert done.status == "done"
+    assert done.pairs[item["id"]].question == "How long does a survey take?"

@@ -28,6 +28,7 @@ from personagen.graph.routing import (
     after_checks,
     after_persona,
     after_questions,
+    after_refine,
     decide_next,
     dispatch_answers,
     dispatch_evaluations,
@@ -153,7 +154,11 @@ def build_graph() -> StateGraph[State, RunContext, InputState, OutputState]:
         "hooks_after_evaluation", to_answers_review, ["review_answers", "refine", *to_output]
     )
     builder.add_conditional_edges("review_answers", decide_next, ["refine", *to_output])
-    builder.add_conditional_edges("refine", dispatch_answers, ["answer", "collect_answers"])
+    builder.add_conditional_edges(
+        "refine",
+        after_refine,
+        ["hooks_after_questions", "review_questions", "answer", "collect_answers"],
+    )
     builder.add_conditional_edges(
         "hooks_before_output", to_output_review, ["review_output", "optimize_rag"]
     )

@@ -55,6 +55,21 @@ def to_questions_review(
     return "review_questions" if hook_enabled(state, "questions") else dispatch_answers(state)
 
 
+def after_refine(
+    state: State, runtime: Runtime[RunContext]
+) -> list[Send] | Literal["hooks_after_questions", "review_questions", "collect_answers"]:
+    """After `refine`: new questions to their hooks and review, the rest to answering.
+
+    Replacement questions go through the `after_questions` hooks and the questions review
+    like the first ones did; re-answered questions go straight to answering.
+    """
+    from personagen.nodes._common import new_questions
+
+    if new_questions(state["pairs"].values(), state["iteration"]):
+        return after_questions(state, runtime)
+    return dispatch_answers(state)
+
+
 def after_answers(
     state: State, runtime: Runtime[RunContext]
 ) -> list[Send] | Literal["hooks_after_answers", "check_constraints"]:

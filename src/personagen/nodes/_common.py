@@ -55,3 +55,18 @@ def regrounded(pair: QAPair, store: ChunkStore) -> QAPair:
         return pair.model_copy(update={"spans": [], "unmatched_quotes": []})
     spans, unmatched = ground_quotes(sentences(pair.answer), pair.contexts, store.get_text)
     return pair.model_copy(update={"spans": spans, "unmatched_quotes": unmatched})
+
+
+def new_questions(pairs: Collection[QAPair], iteration: int) -> list[QAPair]:
+    """The questions of this pass nobody has seen yet: first generation, or replacements.
+
+    A pair re-answered with its question unchanged is not among them (hooks and the reviewer
+    saw its question in an earlier pass).
+    """
+    return [
+        p
+        for p in pairs
+        if p.status == "pending"
+        and p.iteration == iteration
+        and (not p.history or p.history[-1].get("question") != p.question)
+    ]

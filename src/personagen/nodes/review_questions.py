@@ -13,7 +13,7 @@ from typing import Any
 from langgraph.runtime import Runtime
 
 from personagen.graph.context import RunContext
-from personagen.nodes._common import prompt_vars, seed_excerpt
+from personagen.nodes._common import new_questions, prompt_vars, seed_excerpt
 from personagen.nodes._instrument import instrumented
 from personagen.nodes._review import as_item, ask, hook_enabled
 from personagen.prompts.library import render
@@ -29,7 +29,9 @@ async def review_questions(state: State, runtime: Runtime[RunContext]) -> dict[s
     """Apply the reviewer's per-question decisions."""
     if not hook_enabled(state, "questions"):
         return {}
-    pending = [p for p in state["pairs"].values() if p.status == "pending"]
+    pending = new_questions(state["pairs"].values(), state.get("iteration", 0))
+    if not pending:
+        return {}
     decision = ask(state, "questions", items=[as_item(p, with_answer=False) for p in pending])
     if decision.approve_all:
         return {}

@@ -20,7 +20,7 @@ from personagen.errors import PluginError
 from personagen.evaluators.plugins import call
 from personagen.evaluators.scoring import iteration_report
 from personagen.graph.context import RunContext
-from personagen.nodes._common import regrounded
+from personagen.nodes._common import new_questions, regrounded
 from personagen.nodes._hooks import apply_item_hooks
 from personagen.nodes._instrument import instrumented
 from personagen.state.graph import State
@@ -99,7 +99,11 @@ def _this_pass(*statuses: str) -> Select:
     return select
 
 
-hooks_after_questions = _item_hook_node("after_questions", _this_pass("pending"), "pending")
+hooks_after_questions = _item_hook_node(
+    "after_questions",
+    lambda state: new_questions(state.get("pairs", {}).values(), state.get("iteration", 0)),
+    "pending",
+)
 hooks_after_answers = _item_hook_node("after_answers", _this_pass("answered"), "answered")
 hooks_after_evaluation = _item_hook_node(
     "after_evaluation", _this_pass("accepted", "failing"), "accepted", rescore=True
