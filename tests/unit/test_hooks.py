@@ -347,3 +347,24 @@ async def test_replacement_questions_go_through_the_after_questions_hooks(
     assert len(replaced) == 1 and replaced[0].status == "rejected"
     assert "removed by hook after_questions" in replaced[0].feedback[0]
     assert not [c for c in model.calls_for("AnswerOut") if "competitors" in c.user]
+
+
+async def test_langgraph_json_points_at_a_graph_that_runs_from_json(
+    tmp_path: Path, make_spec: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What `langgraph dev` loads: the module:attribute in langgraph.json, run from JSON."""
+    import importlib
+
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    from tests.conftest import REPO
+
+    config = json.loads((REPO / "langgraph.json").read_text())
+    module, _, attribute = config["graphs"]["personagen"].partition(":")
+    graph = getattr(importlib.import_module(module), attribute)
+    monkeypatch.setenv("PERSONAGEN_OUT_DIR", str(tmp_path / "out"))
+    monkeypatch.setenv("PERSONAGEN_STATE_DIR", str(tmp_path / "state"))
+    served = graph.copy(update={"checkpointer": InMemorySaver()})  # as the server does
+    spec = json.loads(json.dumps(make_spec()))
+    out = await served.ainvoke({"spec": spec}, {"configurable": {"thread_id": "dev-1"}})
+    assert out["status"] == "done" and (tmp_path / "out" / "dev-1" / "qa.jsonl").is_file()
