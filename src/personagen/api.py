@@ -378,9 +378,9 @@ async def aresume(
         checkpointer: as for `arun`.
     """
     from personagen.graph.builder import compile_graph
-    from personagen.graph.checkpoint import default_checkpoint_path
+    from personagen.graph.checkpoint import run_checkpoint_path
 
-    target = checkpoint or str(default_checkpoint_path(Path(state_dir)))
+    target = checkpoint or str(run_checkpoint_path(run_id, Path(state_dir)))
     config: RunnableConfig = {"configurable": {"thread_id": run_id}}
     async with _checkpointer(checkpointer, target) as saver:
         snapshot = await compile_graph(saver).aget_state(config)
@@ -391,7 +391,7 @@ async def aresume(
     session = _Session(
         Path(out_dir),
         Path(state_dir),
-        checkpoint,
+        target,  # where the run was found
         chat_model,
         embeddings,
         progress,
@@ -419,9 +419,9 @@ async def pending_review(
 ) -> dict[str, Any] | None:
     """The review request a run is waiting on, or None."""
     from personagen.graph.builder import compile_graph
-    from personagen.graph.checkpoint import default_checkpoint_path, open_checkpointer
+    from personagen.graph.checkpoint import open_checkpointer, run_checkpoint_path
 
-    target = checkpoint or str(default_checkpoint_path(Path(state_dir)))
+    target = checkpoint or str(run_checkpoint_path(run_id, Path(state_dir)))
     async with open_checkpointer(target) as saver:
         snapshot = await compile_graph(saver).aget_state({"configurable": {"thread_id": run_id}})
     if not snapshot.values:

@@ -157,6 +157,13 @@ def _drive(coro_factory: Any, quiet: bool) -> Any:
         return asyncio.run(coro_factory(_ProgressView(progress)))
 
 
+CHECKPOINT_HELP = (
+    "Where the run's checkpoints are: a SQLite file or a postgresql:// URL (default: the "
+    "run's own file under STATE_DIR/checkpoints/ if a batch made one, else "
+    "STATE_DIR/checkpoints.sqlite)."
+)
+
+
 @app.command()
 def run(
     spec: Annotated[Path, typer.Argument(help="The run spec (YAML or JSON).")],
@@ -226,6 +233,7 @@ def resume(
         ".personagen"
     ),
     max_tokens: Annotated[int | None, typer.Option(help="New token budget.")] = None,
+    checkpoint: Annotated[str | None, typer.Option(help=CHECKPOINT_HELP)] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
     """Continue an interrupted run from its last checkpoint."""
@@ -233,7 +241,12 @@ def resume(
 
     result = _drive(
         lambda progress: aresume(
-            run_id, out_dir=out_dir, state_dir=state_dir, max_tokens=max_tokens, progress=progress
+            run_id,
+            out_dir=out_dir,
+            state_dir=state_dir,
+            max_tokens=max_tokens,
+            checkpoint=checkpoint,
+            progress=progress,
         ),
         quiet,
     )
@@ -253,6 +266,7 @@ def review(
     state_dir: Annotated[Path, typer.Option(help="Checkpoints and chunk store.")] = Path(
         ".personagen"
     ),
+    checkpoint: Annotated[str | None, typer.Option(help=CHECKPOINT_HELP)] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
     """Answer a review hook (approve / edit / reject items) and continue the run."""
@@ -261,7 +275,7 @@ def review(
     from personagen.api import aresume, pending_review
     from personagen.errors import SpecError
 
-    request = asyncio.run(pending_review(run_id, state_dir=state_dir))
+    request = asyncio.run(pending_review(run_id, state_dir=state_dir, checkpoint=checkpoint))
     if request is None:
         raise SpecError(f"run {run_id!r} is not waiting for review")
     if approve_all:
@@ -277,7 +291,12 @@ def review(
         raise SpecError("give --decisions FILE or --approve-all (no terminal to ask on)")
     result = _drive(
         lambda progress: aresume(
-            run_id, decision=decision, out_dir=out_dir, state_dir=state_dir, progress=progress
+            run_id,
+            decision=decision,
+            out_dir=out_dir,
+            state_dir=state_dir,
+            checkpoint=checkpoint,
+            progress=progress,
         ),
         quiet,
     )

@@ -116,3 +116,33 @@ def test_review_with_a_decisions_file(tmp_path: Path) -> None:
     assert (tmp_path / "out" / "rv" / "qa.jsonl").is_file()
     again = cli("review", "rv", "--approve-all", *common, cwd=tmp_path)
     assert again.returncode == 2 and "not waiting for review" in again.stderr
+
+
+def test_review_finds_a_batch_runs_own_checkpoint_file(tmp_path: Path) -> None:
+    """A batch on SQLite checkpoints each run in STATE_DIR/checkpoints/<run>.sqlite."""
+    import asyncio
+
+    from personagen.api import arun
+
+    spec = {
+        "persona": {"name": "Maya", "description": "A nurse buying a first home"},
+        "goal": {"name": "qa", "params": {"num_questions": 2}},
+        "data": [{"path": str(EXAMPLE_SPEC.parent / "docs")}],
+        "run": {"review": ["questions"], "max_iterations": 1},
+        "llm": {"provider": "fake"},
+    }
+    state, out = tmp_path / "state", tmp_path / "out"
+    own = state / "checkpoints" / "batch-run-1.sqlite"
+    paused = asyncio.run(
+        arun(spec, run_id="batch-run-1", checkpoint=str(own), out_dir=out, state_dir=state)
+    )
+    assert paused.status == "waiting_for_review" and own.is_file()
+    assert not (state / "checkpoints.sqlite").exists()
+    common = ["--out", str(out), "--state-dir", str(state), "-q"]
+    done = cli("review", "batch-run-1", "--approve-all", *common, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert (out / "batch-run-1" / "qa.jsonl").is_file()
+    assert not (state / "checkpoints.sqlite").exists()  # finished in its own file
+    # And an explicit --checkpoint wins (here: a file that does not hold the run).
+    other = cli("resume", "batch-run-1", "--checkpoint", str(tmp_path / "x.sqlite"), *common)
+    assert other.returncode == 2 and "no checkpoint for run 'batch-run-1'" in other.stderr

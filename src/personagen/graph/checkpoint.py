@@ -17,6 +17,16 @@ def default_checkpoint_path(state_dir: Path = DEFAULT_STATE_DIR) -> Path:
     return state_dir / "checkpoints.sqlite"
 
 
+def run_checkpoint_path(run_id: str, state_dir: Path = DEFAULT_STATE_DIR) -> Path:
+    """Where an existing run's checkpoints are, when no target is given.
+
+    A batch on SQLite gives every run a file of its own (`<state_dir>/checkpoints/<run>.sqlite`);
+    other runs share `<state_dir>/checkpoints.sqlite`.
+    """
+    own = state_dir / "checkpoints" / f"{run_id}.sqlite"
+    return own if own.is_file() else default_checkpoint_path(state_dir)
+
+
 def serializer() -> JsonPlusSerializer:
     """A checkpoint serializer that deserializes every PersonaGen state type, nothing unknown."""
     import importlib
