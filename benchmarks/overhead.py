@@ -57,9 +57,17 @@ def make_spec(root: Path, questions: int, concurrency: int, cache: bool) -> dict
 
 
 async def one_run(
-    questions: int, latency: float, concurrency: int, cache: bool, *, in_memory: bool = False
-) -> tuple[float, int, Any]:
-    """One run in a fresh directory: (wall s, model calls, (result, stages, start, end)).
+    questions: int,
+    latency: float,
+    concurrency: int,
+    cache: bool,
+    *,
+    in_memory: bool = False,
+    jitter: float = 0.0,
+) -> tuple[float, float, Any]:
+    """One run in a fresh directory: (wall s, model latency summed, details).
+
+    Details: (result, stages, start, end, model calls).
 
     `in_memory`: checkpoints in LangGraph's `InMemorySaver` (serialized the same way, never
     written to disk) instead of the SQLite file, to measure what the file costs.
@@ -68,7 +76,7 @@ async def one_run(
         root = Path(tmp)
         (root / "docs").mkdir()
         corpus(root / "docs", questions)
-        model = FakeChatModel(latency=latency)
+        model = FakeChatModel(latency=latency, latency_jitter=jitter)
         extra: dict[str, Any] = {}
         if in_memory:
             from langgraph.checkpoint.memory import InMemorySaver
@@ -86,7 +94,8 @@ async def one_run(
         )
         wall = time.perf_counter() - started
         stages = result.metadata["stages"]
-    return wall, len(model.calls), (result, stages, epoch, epoch + wall)
+    slept = sum(model._latency(i) for i in range(len(model.calls)))
+    return wall, slept, (result, stages, epoch, epoch + wall, len(model.calls))
 
 
 class CheckpointTimer:
@@ -152,6 +161,13 @@ async def main() -> None:
     parser.add_argument("--no-cache", action="store_true", help="Disable the response cache.")
     parser.add_argument("--stages", action="store_true", help="Print when each node ran.")
     parser.add_argument("--repeat", type=int, default=3, help="Runs measured (median shown).")
+    parser.add_argument(
+        "--jitter",
+        type=float,
+        default=0.0,
+        help="Latency of each call x U[1-j, 1+j] (real endpoints vary; 0: fixed, the worst "
+        "case for calls finishing together).",
+    )
     args = parser.parse_args()
     cache = not args.no_cache
     # One-off costs of a process (imports: ragas ~4 s, bm25s, SQLAlchemy; loading the
@@ -161,23 +177,25 @@ async def main() -> None:
     warm_up = time.perf_counter() - first
 
     timer = CheckpointTimer()
-    runs = []  # (wall, calls, details, cpu), SQLite checkpoints; memory-checkpoint walls
+    runs = []  # (wall, latency sum, details, cpu), SQLite checkpoints; memory-checkpoint walls
     memory_walls = []
     for _ in range(args.repeat):
         cpu = time.process_time()
-        wall, calls, details = await one_run(args.questions, args.latency, args.concurrency, cache)
-        runs.append((wall, calls, details, time.process_time() - cpu))
-        memory_walls.append(
-            (await one_run(args.questions, args.latency, args.concurrency, cache, in_memory=True))[
-                0
-            ]
+        wall, slept, details = await one_run(
+            args.questions, args.latency, args.concurrency, cache, jitter=args.jitter
         )
+        runs.append((wall, slept, details, time.process_time() - cpu))
+        in_memory = await one_run(
+            args.questions, args.latency, args.concurrency, cache, in_memory=True,
+            jitter=args.jitter,
+        )  # fmt: skip
+        memory_walls.append(in_memory[0])
     timer.seconds /= args.repeat
     timer.writes //= args.repeat
     runs.sort(key=lambda run: run[0])
-    wall, calls, (result, stages, started, ended), cpu = runs[len(runs) // 2]  # the median run
+    wall, slept, (result, stages, started, ended, calls), cpu = runs[len(runs) // 2]  # median
     memory_wall = sorted(memory_walls)[len(memory_walls) // 2]
-    ideal = calls * args.latency / args.concurrency
+    ideal = slept / args.concurrency
     parts = breakdown(stages, started, ended)
     graph = parts["between_steps"]
 
@@ -186,7 +204,8 @@ async def main() -> None:
 
     print(f"first run in the process:   {warm_up:.2f} s (imports, model loading; not counted)")
     print(f"questions answered:         {len(result.pairs)}")
-    print(f"LLM calls:                  {calls} at {args.latency * 1000:g} ms")
+    jitter = f" +/- {args.jitter:.0%}" if args.jitter else ""
+    print(f"LLM calls:                  {calls} at {args.latency * 1000:g} ms{jitter}")
     print(f"concurrency:                {args.concurrency}")
     print(f"CPU time of the process:    {cpu:.2f} s")
     print(

@@ -85,6 +85,8 @@ class FakeChatModel(BaseChatModel):
         responders: per schema name (or "text"), a function returning a dict, a model
             instance or a string; returning None falls through to the default.
         latency: seconds each call sleeps (to benchmark orchestration overhead).
+        latency_jitter: each call sleeps `latency` x a factor drawn uniformly from
+            [1 - jitter, 1 + jitter], from the request's position (deterministic).
         faults: called before each call; may return an exception to raise, or a string to
             return as raw output (e.g. invalid JSON), or None.
         model_name: reported in usage accounting.
@@ -94,6 +96,7 @@ class FakeChatModel(BaseChatModel):
 
     responders: dict[str, Responder] = {}
     latency: float = 0.0
+    latency_jitter: float = 0.0
     faults: FaultPlan | None = None
     model_name: str = "fake-chat"
     _calls: list[FakeRequest] = PrivateAttr(default_factory=list)
@@ -120,6 +123,14 @@ class FakeChatModel(BaseChatModel):
         """Forget recorded calls."""
         with self._lock:
             self._calls.clear()
+
+    def _latency(self, index: int) -> float:
+        if not self.latency_jitter:
+            return self.latency
+        # A fixed hash of the call's position: the same run sleeps the same, and the mean
+        # stays `latency`.
+        unit = int(hashlib.sha256(str(index).encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+        return self.latency * (1.0 + self.latency_jitter * (2.0 * unit - 1.0))
 
     def _respond(self, messages: list[BaseMessage], schema: type[BaseModel] | None) -> str:
         with self._lock:
@@ -163,7 +174,7 @@ class FakeChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         if self.latency:
-            time.sleep(self.latency)
+            time.sleep(self._latency(len(self._calls)))
         return self._result(messages, self._respond(messages, kwargs.get("schema")))
 
     async def _agenerate(
@@ -174,7 +185,7 @@ class FakeChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         if self.latency:
-            await asyncio.sleep(self.latency)
+            await asyncio.sleep(self._latency(len(self._calls)))
         return self._result(messages, self._respond(messages, kwargs.get("schema")))
 
     def with_structured_output(
