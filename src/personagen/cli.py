@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -119,8 +120,15 @@ def _print_result(result: Any) -> None:
     table.add_column("key", no_wrap=True)
     table.add_column("value", overflow="fold")
     table.add_row("bundle", str(result.bundle_dir or "-"))
-    table.add_row("accepted", str(len(result.accepted)))
-    table.add_row("rejected", str(len(result.rejected)))
+    if result.summary is not None:  # the summary goal: one text
+        sections = len(result.summary.sections)
+        table.add_row("summary", f"{result.summary.status}, {sections} section(s)")
+    elif result.rewrites:  # rewrite goals: one output per unit
+        statuses = Counter(item.status for item in result.rewrites.values())
+        table.add_row("rewrites", ", ".join(f"{n} {s}" for s, n in sorted(statuses.items())))
+    else:
+        table.add_row("accepted", str(len(result.accepted)))
+        table.add_row("rejected", str(len(result.rejected)))
     table.add_row("tokens", str(result.tokens))
     if result.reports:
         last = result.reports[-1]
@@ -197,18 +205,19 @@ def run(
     )
     if not any(source.url for source in loaded.data):  # no second download just to estimate
         from personagen.data.loaders import load_sources
-        from personagen.estimate import estimate_run
+        from personagen.estimate import estimate_run, supports
 
-        base = Path(loaded.base_dir) if loaded.base_dir else None
-        documents = load_sources(loaded.data, base_dir=base)
-        guess = estimate_run(
-            loaded, characters=sum(d.ref.chars for d in documents), documents=len(documents)
-        )
-        console.print(
-            f"estimate: {int(guess.low['calls'])}-{int(guess.high['calls'])} LLM calls, "
-            f"{int(guess.low['total_tokens']):,}-{int(guess.high['total_tokens']):,} tokens, "
-            f"~{guess.low['seconds']:.0f}-{guess.high['seconds']:.0f} s"
-        )
+        if supports(loaded):
+            base = Path(loaded.base_dir) if loaded.base_dir else None
+            documents = load_sources(loaded.data, base_dir=base)
+            guess = estimate_run(
+                loaded, characters=sum(d.ref.chars for d in documents), documents=len(documents)
+            )
+            console.print(
+                f"estimate: {int(guess.low['calls'])}-{int(guess.high['calls'])} LLM calls, "
+                f"{int(guess.low['total_tokens']):,}-{int(guess.high['total_tokens']):,} tokens, "
+                f"~{guess.low['seconds']:.0f}-{guess.high['seconds']:.0f} s"
+            )
     result = _drive(
         lambda progress: arun(
             loaded,

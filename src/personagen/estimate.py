@@ -75,6 +75,11 @@ def _stage(name: str, calls: int, context_tokens: float = 0.0) -> StageEstimate:
     )
 
 
+def supports(spec: RunSpec) -> bool:
+    """Whether `estimate_run` can estimate this spec's goal (the qa loop, so far)."""
+    return resolve_goal(spec.goal, base_dir=spec.base_dir).loop == "qa"
+
+
 def estimate_run(
     spec: RunSpec, *, characters: int, documents: int, refine_rate: float = 0.3
 ) -> Estimate:

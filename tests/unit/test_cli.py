@@ -146,3 +146,26 @@ def test_review_finds_a_batch_runs_own_checkpoint_file(tmp_path: Path) -> None:
     # And an explicit --checkpoint wins (here: a file that does not hold the run).
     other = cli("resume", "batch-run-1", "--checkpoint", str(tmp_path / "x.sqlite"), *common)
     assert other.returncode == 2 and "no checkpoint for run 'batch-run-1'" in other.stderr
+
+
+@pytest.mark.parametrize(
+    ("goal", "shown"),
+    [
+        ({"name": "summary"}, "summary"),
+        ({"name": "rewrite", "params": {"instruction": "Rewrite it as a checklist."}}, "rewrites"),
+    ],
+)
+def test_run_other_goals_from_the_cli(tmp_path: Path, goal: dict[str, object], shown: str) -> None:
+    spec = {
+        "persona": {"name": "Maya", "description": "A nurse buying a first home"},
+        "goal": goal,
+        "data": [{"path": str(EXAMPLE_SPEC.parent / "docs")}],
+        "llm": {"provider": "fake"},
+    }
+    path = tmp_path / "spec.json"
+    path.write_text(json.dumps(spec))
+    common = ["--out", str(tmp_path / "out"), "--state-dir", str(tmp_path / "state"), "-q"]
+    result = cli("run", str(path), "--run-id", "g1", *common, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert shown in result.stdout and "accepted" in result.stdout
+    assert (tmp_path / "out" / "g1" / "metadata.json").is_file()
