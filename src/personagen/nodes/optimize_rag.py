@@ -77,6 +77,9 @@ def prefetch_sweep(state: State, ctx: RunContext) -> None:
     """
     if _runs_in_process(ctx):
         return
+    running = ctx.prefetched_sweep
+    if running is not None and not running.done():
+        return  # one sweep at a time (a thread cannot be stopped); the node sweeps if stale
     texts, _, settings = _inputs(state, ctx)
     items = _eval_items(state, ("answered", "accepted", "failing", "judged"))
     if not items or not texts:
