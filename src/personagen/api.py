@@ -241,6 +241,7 @@ class _Session:
             runs.close()
             raise
         finally:
+            context.background_stop.set()  # an early RAG sweep still running winds down
             context.store.close()
             totals = context.usage_log.totals(run_id)
             context.usage_log.close()

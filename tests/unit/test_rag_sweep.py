@@ -671,3 +671,15 @@ async def test_the_node_reuses_the_sweep_started_when_the_answers_came(
     rag = update["rag"]
     assert rag["evaluation"]["questions"] == 5
     assert rag["chosen"] == fresh.to_dict()["chosen"] and rag["table"] == fresh.to_dict()["table"]
+
+
+def test_a_stopped_sweep_ends_early_and_cannot_be_reused() -> None:
+    import threading
+
+    documents, items = facts_corpus(8)
+    stop = threading.Event()
+    stop.set()
+    result = sweep(documents, items, stop=stop)
+    assert result.status == "done" and result.settings_evaluated == 3  # one chunking at least
+    assert result.timing.budget_exhausted
+    assert restrict(result, items[:3]) is None

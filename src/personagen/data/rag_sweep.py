@@ -38,6 +38,7 @@ from __future__ import annotations
 import logging
 import math
 import re
+import threading
 import time
 from array import array
 from collections import Counter
@@ -628,10 +629,11 @@ def _embedding_ranks(queries: np.ndarray, chunks: np.ndarray, depth: int) -> lis
 
 
 class _Budget:
-    def __init__(self, seconds: float) -> None:
+    def __init__(self, seconds: float, stop: threading.Event | None = None) -> None:
         self.seconds = seconds
         self.started = time.perf_counter()
         self.exhausted = False
+        self.stop = stop
 
     @property
     def elapsed(self) -> float:
@@ -639,7 +641,7 @@ class _Budget:
 
     def allows(self, more: float) -> bool:
         """True when `more` seconds still fit; remembers when they did not."""
-        fits = self.elapsed + more <= self.seconds
+        fits = self.elapsed + more <= self.seconds and not (self.stop and self.stop.is_set())
         self.exhausted |= not fits
         return fits
 
@@ -658,6 +660,7 @@ def sweep(
     baseline: ChunkingParams | None = None,
     tolerance: float = 0.005,
     embed_batch_size: int = 64,
+    stop: threading.Event | None = None,
 ) -> SweepResult:
     """Try chunking x retrieval settings against gold spans and choose the best.
 
@@ -675,6 +678,7 @@ def sweep(
         baseline: The chunking the run used, tried first and flagged in the table.
         tolerance: See `choose`.
         embed_batch_size: Chunks per `embed_documents` call.
+        stop: When set (from another thread), the sweep ends as if its time budget ran out.
 
     Returns:
         The result; `status` is "skipped" (with `reason`) when there is nothing to measure.
@@ -687,7 +691,7 @@ def sweep(
         raise ValueError(f"time_budget_s must be positive, got {time_budget_s!r}")
     if embed_batch_size < 1:
         raise ValueError(f"embed_batch_size must be at least 1, got {embed_batch_size!r}")
-    budget = _Budget(time_budget_s)
+    budget = _Budget(time_budget_s, stop)
     timing = SweepTiming(budget_seconds=time_budget_s)
     objective = OBJECTIVE.format(tolerance=tolerance)
     doc_ids = list(documents)

@@ -49,6 +49,8 @@ class RunContext:
     )
     prefetched_sweep: asyncio.Future[Any] | None = field(default=None, repr=False)
     """A RAG sweep started early over every answered pair (see `nodes.optimize_rag`)."""
+    background_stop: threading.Event = field(default_factory=threading.Event, repr=False)
+    """Set when the run stops: background work (the early sweep) winds down."""
     _semaphore: asyncio.Semaphore | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:

@@ -89,7 +89,7 @@ def prefetch_sweep(state: State, ctx: RunContext) -> None:
         # Not during the step change that follows this node (LangGraph plans the judges'
         # tasks and writes the checkpoint then): a thread holding the GIL would slow it.
         await asyncio.sleep(_START_DELAY_S)
-        return await asyncio.to_thread(sweep, texts, items, **settings)
+        return await asyncio.to_thread(sweep, texts, items, **settings, stop=ctx.background_stop)
 
     future = asyncio.ensure_future(later())
     future.add_done_callback(lambda f: f.cancelled() or f.exception())  # reported on use
