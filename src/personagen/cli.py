@@ -205,19 +205,21 @@ def run(
     )
     if not any(source.url for source in loaded.data):  # no second download just to estimate
         from personagen.data.loaders import load_sources
-        from personagen.estimate import estimate_run, supports
+        from personagen.estimate import estimate_run
 
-        if supports(loaded):
-            base = Path(loaded.base_dir) if loaded.base_dir else None
-            documents = load_sources(loaded.data, base_dir=base)
-            guess = estimate_run(
-                loaded, characters=sum(d.ref.chars for d in documents), documents=len(documents)
-            )
-            console.print(
-                f"estimate: {int(guess.low['calls'])}-{int(guess.high['calls'])} LLM calls, "
-                f"{int(guess.low['total_tokens']):,}-{int(guess.high['total_tokens']):,} tokens, "
-                f"~{guess.low['seconds']:.0f}-{guess.high['seconds']:.0f} s"
-            )
+        base = Path(loaded.base_dir) if loaded.base_dir else None
+        documents = load_sources(loaded.data, base_dir=base)
+        guess = estimate_run(
+            loaded,
+            characters=sum(d.ref.chars for d in documents),
+            documents=len(documents),
+            texts=[d.text for d in documents],
+        )
+        console.print(
+            f"estimate: {int(guess.low['calls'])}-{int(guess.high['calls'])} LLM calls, "
+            f"{int(guess.low['total_tokens']):,}-{int(guess.high['total_tokens']):,} tokens, "
+            f"~{guess.low['seconds']:.0f}-{guess.high['seconds']:.0f} s"
+        )
     result = _drive(
         lambda progress: arun(
             loaded,
@@ -354,7 +356,10 @@ def estimate(spec: Annotated[Path, typer.Argument(help="The run spec (YAML or JS
         loaded.data, base_dir=Path(loaded.base_dir) if loaded.base_dir else None
     )
     result = estimate_run(
-        loaded, characters=sum(d.ref.chars for d in documents), documents=len(documents)
+        loaded,
+        characters=sum(d.ref.chars for d in documents),
+        documents=len(documents),
+        texts=[d.text for d in documents],
     )
     table = Table("stage (first pass)", "calls", "input tokens", "output tokens", title=str(spec))
     for stage in result.first_pass:
