@@ -52,3 +52,20 @@ def test_extractive_means_made_of_the_spans_only() -> None:
     assert is_extractive(FEES, [FEES])
     assert not is_extractive(FEES + " Ask the lender.", [FEES])
     assert not is_extractive(FEES, [])
+
+
+def test_quotes_are_looked_up_in_other_documents_when_asked() -> None:
+    from personagen.evaluators.grounding import ground_quotes
+    from personagen.state.items import RetrievedContext
+
+    other = "Notes.\n\nA bigger deposit usually gets you a lower interest rate on the mortgage."
+    texts = {"costs": TEXT, "deposits": other}
+    context = RetrievedContext(
+        chunk_id="c", doc_id="costs", start=0, end=len(TEXT), score=1.0, text=TEXT
+    )
+    quote = "A bigger deposit usually gets you a lower interest rate on the mortgage."
+    spans, missed = ground_quotes([FEES, quote], [context], texts.__getitem__)
+    assert [s.doc_id for s in spans] == ["costs"] and missed == [quote]
+    spans, missed = ground_quotes([FEES, quote], [context], texts.__getitem__, also_in=texts)
+    assert [s.doc_id for s in spans] == ["costs", "deposits"] and not missed
+    assert other[spans[1].start : spans[1].end] == quote

@@ -79,8 +79,12 @@ def ground_quotes(
     quotes: Iterable[str],
     contexts: list[RetrievedContext],
     document_text: Callable[[str], str],
+    also_in: Iterable[str] = (),
 ) -> tuple[list[Span], list[str]]:
-    """Locate each quote in the contexts (then their documents); return spans and misses."""
+    """Locate each quote in the contexts, then their documents, then the `also_in` documents.
+
+    Returns the spans found and the quotes found nowhere.
+    """
     spans: list[Span] = []
     unmatched: list[str] = []
     for quote in quotes:
@@ -100,7 +104,7 @@ def ground_quotes(
                 )
                 break
         if span is None:
-            for doc_id in dict.fromkeys(c.doc_id for c in contexts):
+            for doc_id in dict.fromkeys([*(c.doc_id for c in contexts), *also_in]):
                 text = document_text(doc_id)
                 found = find_quote(quote, text)
                 if found:

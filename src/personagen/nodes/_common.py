@@ -40,20 +40,22 @@ def seed_excerpt(store: ChunkStore, pair: QAPair, *, fallback_chars: int) -> tup
     return text[start:end], store.get_ref(pair.seed_doc_id).source
 
 
-def regrounded(pair: QAPair, store: ChunkStore) -> QAPair:
+def regrounded(pair: QAPair, store: ChunkStore, doc_ids: Collection[str] = ()) -> QAPair:
     """`pair` with spans for its current answer, after a hook or a reviewer edited it.
 
-    Each sentence of the answer is located in the pair's retrieved contexts (then their
-    documents), as the model's quotes are; sentences found nowhere are listed in
-    `unmatched_quotes`. Spans of the answer before the edit are dropped: they supported
-    another text.
+    Each sentence of the answer is located in the pair's retrieved contexts, their
+    documents, then the run's other documents (`doc_ids`: an editor may quote any of them);
+    sentences found nowhere are listed in `unmatched_quotes`. Spans of the answer before the
+    edit are dropped: they supported another text.
     """
     from personagen.evaluators.grounding import ground_quotes
     from personagen.llm._text import sentences
 
     if not pair.answer.strip():
         return pair.model_copy(update={"spans": [], "unmatched_quotes": []})
-    spans, unmatched = ground_quotes(sentences(pair.answer), pair.contexts, store.get_text)
+    spans, unmatched = ground_quotes(
+        sentences(pair.answer), pair.contexts, store.get_text, also_in=doc_ids
+    )
     return pair.model_copy(update={"spans": spans, "unmatched_quotes": unmatched})
 
 

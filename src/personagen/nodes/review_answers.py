@@ -44,7 +44,9 @@ async def review_answers(state: State, runtime: Runtime[RunContext]) -> dict[str
             edited = pair.model_copy(
                 update={"answer": item.text.strip(), "status": "accepted", "feedback": []}  # type: ignore[union-attr]
             )
-            updated[pair.id] = regrounded(edited, runtime.context.store)
+            updated[pair.id] = regrounded(
+                edited, runtime.context.store, [d.id for d in state["documents"]]
+            )
         else:
             note = f"reviewer: {item.note}" if item.note else "rejected by the reviewer"
             updated[pair.id] = pair.model_copy(update={"status": "failing", "feedback": [note]})

@@ -30,7 +30,9 @@ async def review_output(state: State, runtime: Runtime[RunContext]) -> dict[str,
             continue
         if item.action == "edit":
             edited = pair.model_copy(update={"answer": item.text.strip()})  # type: ignore[union-attr]
-            updated[pair.id] = regrounded(edited, runtime.context.store)
+            updated[pair.id] = regrounded(
+                edited, runtime.context.store, [d.id for d in state["documents"]]
+            )
         else:
             note = (
                 f"rejected by the reviewer: {item.note}"

@@ -67,7 +67,9 @@ def _item_hook_node(
         for pid, pair in updated.items():
             old = before.get(pid)
             if pair.answer and (old is None or pair.answer != old.answer):
-                updated[pid] = regrounded(pair, runtime.context.store)  # edited or added
+                updated[pid] = regrounded(  # edited or added
+                    pair, runtime.context.store, [d.id for d in state.get("documents", [])]
+                )
         update: dict[str, Any] = {"pairs": updated, "hook_log": changes}
         if rescore and updated:
             merged = {**state.get("pairs", {}), **updated}
