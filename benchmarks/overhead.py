@@ -125,32 +125,42 @@ class CheckpointTimer:
 MODEL_NODES = {"compose_persona", "generate_questions", "answer", "evaluate", "refine"}
 
 
-def breakdown(stages: list[dict[str, Any]], started: float, ended: float) -> dict[str, float]:
-    """Split the wall time along the run's critical path (one iteration: a node per step).
+def _union(intervals: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    merged: list[tuple[float, float]] = []
+    for start, end in sorted(intervals):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    return merged
 
-    Returns seconds: `model_nodes` (spans of the nodes that call the model), `other_nodes`,
-    `sweep` (optimize_rag, part of other_nodes), `between_steps` (from one step's last task
-    to the next step's first: LangGraph's scheduling and the step's checkpoint write),
-    `setup` (before the first node) and `finish` (compose_output, the bundle, the run store).
+
+def breakdown(stages: list[dict[str, Any]], started: float, ended: float) -> dict[str, float]:
+    """Split the wall time along the run's critical path.
+
+    Returns seconds: `model_nodes` (time some node that calls the model was running; answer
+    tasks judge their own pair, so answer and evaluate overlap), `other_nodes`, `sweep`
+    (optimize_rag, part of other_nodes), `between_steps` (time no node was running between
+    the first and the last: LangGraph's scheduling and the steps' checkpoint writes), `setup`
+    (before the first node) and `finish` (compose_output, the bundle, the run store).
     """
     spans: dict[str, list[float]] = {}
     for stage in stages:
         span = spans.setdefault(stage["node"], [stage["started"], 0.0])
         span[0] = min(span[0], stage["started"])
         span[1] = max(span[1], stage["started"] + stage["seconds"])
-    ordered = sorted(spans.items(), key=lambda item: item[1][0])
-    out = {"model_nodes": 0.0, "other_nodes": 0.0, "sweep": 0.0, "between_steps": 0.0}
-    previous_end = None
-    for node, (start, end) in ordered:
-        out["model_nodes" if node in MODEL_NODES else "other_nodes"] += end - start
-        if node == "optimize_rag":
-            out["sweep"] += end - start
-        if previous_end is not None:
-            out["between_steps"] += max(0.0, start - previous_end)
-        previous_end = max(previous_end or end, end)
-    out["setup"] = ordered[0][1][0] - started
-    out["finish"] = ended - (previous_end or ended)
-    return out
+    model = _union([(a, b) for n, (a, b) in spans.items() if n in MODEL_NODES])
+    other = _union([(a, b) for n, (a, b) in spans.items() if n not in MODEL_NODES])
+    every = _union([(a, b) for a, b in spans.values()])
+    sweep = spans.get("optimize_rag", [0.0, 0.0])
+    return {
+        "model_nodes": sum(b - a for a, b in model),
+        "other_nodes": sum(b - a for a, b in other),
+        "sweep": sweep[1] - sweep[0],
+        "between_steps": sum(b[0] - a[1] for a, b in zip(every, every[1:], strict=False)),
+        "setup": every[0][0] - started,
+        "finish": ended - every[-1][1],
+    }
 
 
 async def main() -> None:
