@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 from langchain_core.messages import HumanMessage
 
@@ -61,3 +62,20 @@ def test_clear_forgets_everything(tmp_path: Path) -> None:
     cache.clear()
     model.invoke(PROMPT)
     assert len(model.calls) == 2
+
+
+async def test_a_response_that_is_not_json_is_returned_not_cached(tmp_path: Path) -> None:
+    from langchain_core.outputs import ChatGeneration, ChatResult
+
+    class Odd(FakeChatModel):
+        async def _agenerate(self, messages: Any, stop: Any = None, **kwargs: Any) -> ChatResult:
+            result = await super()._agenerate(messages, stop, **kwargs)
+            generation = result.generations[0]
+            assert isinstance(generation, ChatGeneration)
+            generation.generation_info = {"handle": object()}  # a provider's odd extra
+            return result
+
+    model = Odd(responders={"text": lambda r: f"reply {r.index}"})
+    cached = with_response_cache(model, tmp_path / "cache.sqlite")
+    assert (await cached.ainvoke(PROMPT)).content == "reply 0"
+    assert (await cached.ainvoke(PROMPT)).content == "reply 1"  # not cached, not failed

@@ -64,7 +64,10 @@ class ResponseCache(BaseCache):
         """Store the generations of one call (only chat generations are cached)."""
         if not all(isinstance(g, ChatGeneration) for g in return_val):
             return
-        value = json.dumps([_dump(g) for g in return_val], ensure_ascii=False)  # type: ignore[arg-type]
+        try:
+            value = json.dumps([_dump(g) for g in return_val], ensure_ascii=False)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            return  # a provider's extra that is not JSON: not cached; the call must not fail
         with self._lock:
             self._db.execute(
                 "INSERT OR REPLACE INTO responses (key, value) VALUES (?, ?)",
