@@ -241,10 +241,8 @@ class _Session:
             runs.close()
             raise
         finally:
-            context.background_stop.set()  # an early RAG sweep still running winds down
-            context.store.close()
             totals = context.usage_log.totals(run_id)
-            context.usage_log.close()
+            context.close()
         values = snapshot.values
         waiting = [i.value for task in snapshot.tasks for i in task.interrupts]
         if status == "running":

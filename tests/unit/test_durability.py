@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 import openai
+import pytest
 
 from personagen.api import aresume, arun
 from personagen.llm.client import TransientLLMError
@@ -147,3 +148,27 @@ async def test_transient_error_exhausting_retries_fails_the_run_resumably(
     resumed = await aresume("flaky", chat_model=model, **kwargs)
     assert resumed.status == "done"
     assert model.calls_for("QuestionsOut") == []  # finished nodes are not redone
+
+
+def test_closing_a_run_context_ends_its_background_work_and_stores(
+    tmp_path: Path, make_spec: Any
+) -> None:
+    import sqlite3
+
+    from personagen.api import _Session
+    from personagen.llm.cache import ResponseCache
+    from personagen.specfile import parse_spec
+
+    session = _Session(tmp_path / "out", tmp_path / "state", None, FakeChatModel(), None, None)
+    context = session.context("r1", parse_spec(make_spec()), max_tokens=None)
+    cache = context.llm.chat.cache
+    assert isinstance(cache, ResponseCache)
+    context.close()
+    assert context.background_stop.is_set()
+    with pytest.raises(RuntimeError, match="closed"):
+        context.store.get_text("x")
+    with pytest.raises(sqlite3.ProgrammingError):
+        cache.lookup("prompt", "llm")
+    assert context.usage_log is not None
+    with pytest.raises(sqlite3.ProgrammingError):
+        context.usage_log.totals("r1")

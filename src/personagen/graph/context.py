@@ -57,6 +57,18 @@ class RunContext:
         if self.llm.limit is None:
             self.llm.limit = asyncio.Semaphore(self.max_concurrency)
 
+    def close(self) -> None:
+        """End the run's background work and close its stores (the response cache too)."""
+        from personagen.llm.cache import ResponseCache
+
+        self.background_stop.set()  # an early RAG sweep still running winds down
+        self.store.close()
+        if self.usage_log is not None:
+            self.usage_log.close()
+        cache = getattr(self.llm.chat, "cache", None)
+        if isinstance(cache, ResponseCache):
+            cache.close()
+
     @property
     def semaphore(self) -> asyncio.Semaphore:
         """Bounds concurrent calls into user plugins (metrics, constraint rules).
@@ -180,10 +192,4 @@ def release_default_context(thread_id: str) -> None:
     with _defaults_lock:
         context = _defaults.pop(thread_id, None)
     if context is not None:
-        _close(context)
-
-
-def _close(context: RunContext) -> None:
-    context.store.close()
-    if context.usage_log is not None:
-        context.usage_log.close()
+        context.close()
