@@ -8,6 +8,8 @@ from langgraph.runtime import Runtime
 from langgraph.types import Send
 
 from personagen.graph.context import RunContext
+from personagen.nodes._common import new_questions
+from personagen.nodes._instrument import default_context_of
 from personagen.nodes._review import hook_enabled
 from personagen.state.graph import AnswerTask, JudgeTask, State
 
@@ -19,8 +21,6 @@ from personagen.state.graph import AnswerTask, JudgeTask, State
 def _hooks(state: State, runtime: Runtime[RunContext], point: str) -> bool:
     context = runtime.context
     if context is None:  # a graph invoked without a context: the run's default one
-        from personagen.nodes._instrument import default_context_of
-
         context = default_context_of(state)
     return bool(context.hooks.get(point))
 
@@ -63,8 +63,6 @@ def after_refine(
     Replacement questions go through the `after_questions` hooks and the questions review
     like the first ones did; re-answered questions go straight to answering.
     """
-    from personagen.nodes._common import new_questions
-
     if new_questions(state["pairs"].values(), state["iteration"]):
         return after_questions(state, runtime)
     return dispatch_answers(state)
