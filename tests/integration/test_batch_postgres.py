@@ -248,6 +248,21 @@ def wait_for(predicate: Any, *, timeout: float, what: str, proc: Any = None) -> 
         time.sleep(0.05)
 
 
+def kill_when_part_way(
+    driver: Any, refs: dict[str, Any], logs: Path, batch_dir: Path, *, timeout: float
+) -> None:
+    """Kill -9 the batch driver once a run is done and another is part-way."""
+
+    def part_way() -> bool:
+        calls = {r: len(logged_calls(logs, r)) for r in refs}
+        return batch_counts(batch_dir).get("done", 0) >= 1 and any(
+            3 <= calls[r] <= refs[r]["calls"] - 3 for r in refs
+        )
+
+    wait_for(part_way, timeout=timeout, what="a finished and a part-way run", proc=driver)
+    os.kill(driver.pid, signal.SIGKILL)  # the driver only: its workers may write on
+
+
 def batch_counts(batch_dir: Path) -> dict[str, int]:
     """The counts in batch.json (empty before it exists)."""
     try:
@@ -387,15 +402,7 @@ def test_driver_killed_mid_batch_then_batch_resume(
         db, "local", str(logs), "0.25", "3", log=tmp_path / "driver.log",
     )  # fmt: skip
     try:
-        # Kill -9 once a run is done and another is part-way.
-        def part_way() -> bool:
-            calls = {r: len(logged_calls(logs, r)) for r in refs}
-            return batch_counts(batch_dir).get("done", 0) >= 1 and any(
-                3 <= calls[r] <= refs[r]["calls"] - 3 for r in refs
-            )
-
-        wait_for(part_way, timeout=240, what="a finished and a part-way run", proc=driver)
-        os.kill(driver.pid, signal.SIGKILL)
+        kill_when_part_way(driver, refs, logs, batch_dir, timeout=240)
         driver.wait(timeout=30)
     finally:
         kill_session(driver.pid)

@@ -58,13 +58,12 @@ from .test_batch_postgres import (  # noqa: E402, F401 - fixtures shared with th
     DRIVER,
     LOGGED_MODEL,
     REPO,
-    batch_counts,
     kill_session,
+    kill_when_part_way,
     logged_calls,
     pg_server,
     pg_url,
     start_driver,
-    wait_for,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -346,15 +345,7 @@ def test_driver_killed_mid_batch_then_batch_resume(
         pg_url, "ray", str(logs), "0.3", "3", log=tmp_path / "driver.log",
     )  # fmt: skip
     try:
-
-        def part_way() -> bool:
-            calls = {r: len(logged_calls(logs, r)) for r in refs}
-            return batch_counts(batch_dir).get("done", 0) >= 1 and any(
-                3 <= calls[r] <= refs[r]["calls"] - 3 for r in refs
-            )
-
-        wait_for(part_way, timeout=300, what="a finished and a part-way run", proc=driver)
-        os.kill(driver.pid, signal.SIGKILL)  # the driver only: its workers may write on
+        kill_when_part_way(driver, refs, logs, batch_dir, timeout=300)
         killed_at = time.time()
         driver.wait(timeout=30)
         summary_at_kill = json.loads((batch_dir / "batch.json").read_text())
