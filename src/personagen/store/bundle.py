@@ -89,14 +89,17 @@ def qa_row(pair: QAPair, sources: dict[str, str]) -> dict[str, Any]:
 
 
 def finetune_row(pair: QAPair, system_prompt: str) -> dict[str, Any]:
-    """A chat-format example (OpenAI fine-tuning / eval-set JSONL)."""
+    """A chat-format example (OpenAI fine-tuning / eval-set JSONL).
+
+    Only `messages`: OpenAI's fine-tuning upload rejects lines with other keys (the pair's id
+    and scores are in qa.jsonl).
+    """
     return {
         "messages": [
             {"role": "system", "content": system_prompt},
             {"role": "user", "content": pair.question},
             {"role": "assistant", "content": pair.answer},
-        ],
-        "metadata": {"id": pair.id, "scores": pair.scores},
+        ]
     }
 
 
