@@ -91,8 +91,8 @@ def qa_row(pair: QAPair, sources: dict[str, str]) -> dict[str, Any]:
 def finetune_row(pair: QAPair, system_prompt: str) -> dict[str, Any]:
     """A chat-format example (OpenAI fine-tuning / eval-set JSONL).
 
-    Only `messages`: OpenAI's fine-tuning upload rejects lines with other keys (the pair's id
-    and scores are in qa.jsonl).
+    Only `messages`, as OpenAI's chat fine-tuning format has it; tools that validate lines
+    strictly refuse other keys (the pair's id and scores are in qa.jsonl).
     """
     return {
         "messages": [
