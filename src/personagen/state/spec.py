@@ -288,6 +288,13 @@ class RunOptions(_Strict):
         return list(dict.fromkeys(hooks))
 
 
+class ModelPrice(_Strict):
+    """What a hosted model costs, in USD per million tokens."""
+
+    input: float = Field(..., ge=0, description="USD per 1M input (prompt) tokens.")
+    output: float = Field(..., ge=0, description="USD per 1M output (completion) tokens.")
+
+
 class LLMSettings(_Strict):
     """Which chat model and embeddings to use. Secrets come from the environment only."""
 
@@ -307,6 +314,9 @@ class LLMSettings(_Strict):
         "auto", description="How JSON is obtained: auto picks per provider."
     )
     context_window: PositiveInt = Field(8192, description="Model context size in tokens.")
+    price: ModelPrice | None = Field(
+        None, description="USD per 1M input/output tokens; overrides the built-in price table."
+    )
 
     @model_validator(mode="before")
     @classmethod
