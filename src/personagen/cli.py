@@ -69,9 +69,15 @@ def main_options(
 
 
 def _apply_overrides(
-    spec: Any, provider: str | None, model: str | None, base_url: str | None
+    spec: Any,
+    provider: str | None,
+    model: str | None,
+    base_url: str | None,
+    structured_output: str | None = None,
 ) -> Any:
     updates: dict[str, Any] = {}
+    if structured_output:
+        updates["structured_output"] = structured_output
     if provider:
         updates["provider"] = provider
     if model:
@@ -183,6 +189,10 @@ def run(
     provider: Annotated[str | None, typer.Option(help="embedded | openai | fake")] = None,
     model: Annotated[str | None, typer.Option(help="Model name (openai provider).")] = None,
     base_url: Annotated[str | None, typer.Option(help="OpenAI-compatible endpoint URL.")] = None,
+    structured_output: Annotated[
+        str | None,
+        typer.Option(help="auto | json_schema | json_mode | function_calling | prompt"),
+    ] = None,
     max_tokens: Annotated[int | None, typer.Option(help="Token budget for the run.")] = None,
     auto_approve: Annotated[
         bool, typer.Option("--auto-approve", help="Approve every review hook.")
@@ -193,7 +203,7 @@ def run(
     from personagen.api import arun, new_run_id
     from personagen.specfile import load_spec
 
-    loaded = _apply_overrides(load_spec(spec), provider, model, base_url)
+    loaded = _apply_overrides(load_spec(spec), provider, model, base_url, structured_output)
     if auto_approve:
         loaded = loaded.model_copy(
             update={"run": loaded.run.model_copy(update={"auto_approve": True})}
