@@ -410,6 +410,11 @@ def shared_prompt(name: str) -> PromptTemplate:
     return _shared()[name]
 
 
+def shared_prompts() -> dict[str, PromptTemplate]:
+    """Every prompt shared by all goals, by name."""
+    return dict(_shared())
+
+
 @lru_cache(maxsize=256)
 def _compiled(source: str) -> Any:
     # Compiling a Jinja template costs ~0.2 ms; prompts are rendered thousands of times.
