@@ -53,6 +53,8 @@ class State(InputState, total=False):
     """Every Q/A pair by id, in every status."""
     removed_duplicates: Annotated[list[dict[str, Any]], operator.add]
     """Questions removed as near-duplicates, with the question they duplicated."""
+    removed_questions: Annotated[list[dict[str, Any]], operator.add]
+    """Generated questions removed or cut by question hygiene, each with its reason."""
     iteration: int
     """The tuning-loop pass now running (1-based)."""
     reports: Annotated[list[IterationReport], operator.add]
