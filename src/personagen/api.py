@@ -152,7 +152,11 @@ class _Session:
 
         self.state_dir.mkdir(parents=True, exist_ok=True)
         client = make_llm_client(
-            spec.llm, seed=spec.run.seed, chat_model=self.chat_model, embeddings=self.embeddings
+            spec.llm,
+            seed=spec.run.seed,
+            chat_model=self.chat_model,
+            embeddings=self.embeddings,
+            state_dir=self.state_dir,
         )
         if spec.run.cache:
             from personagen.llm.cache import with_response_cache

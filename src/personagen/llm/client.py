@@ -2,14 +2,15 @@
 
 It adds what LangChain models leave to the caller: retries with backoff on timeouts, 429s and
 5xx (counted per node), structured output that works on every OpenAI-compatible server
-(native schema modes where supported, prompt-and-parse elsewhere), and repair of malformed
-JSON before the error is reported with the raw output.
+(the best mode the server takes, found on the first call and remembered: see `_modes`), and
+repair of malformed JSON before the error is reported with the raw output.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager, nullcontext
@@ -32,7 +33,19 @@ from tenacity import (
 )
 
 from personagen.errors import BudgetExhausted, LLMError, StructuredOutputError
+from personagen.llm._modes import (
+    Mode,
+    ModeMemory,
+    names_structured_output,
+    rejection_reason,
+    request_options,
+    schema_instructions,
+    shape_problem,
+)
+from personagen.llm._schema import bound_schema
 from personagen.llm.usage import current_scope
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T", bound=BaseModel)
 StructuredMethod = Literal["native", "json_schema", "function_calling", "json_mode", "prompt"]
@@ -54,7 +67,22 @@ def is_transient(exc: BaseException) -> bool:
         return False
     if isinstance(exc, openai.APITimeoutError | openai.APIConnectionError | openai.RateLimitError):
         return True
-    return isinstance(exc, openai.APIStatusError) and exc.status_code >= 500
+    # A 5xx that names response_format is the server refusing the request's shape (llama.cpp's
+    # server answers `json_schema` with a 500): the same request fails the same way again.
+    return (
+        isinstance(exc, openai.APIStatusError)
+        and exc.status_code >= 500
+        and not names_structured_output(exc)
+    )
+
+
+class _ModeRejected(Exception):
+    """The server refused a structured-output mode (or ignored its schema)."""
+
+    def __init__(self, reason: str, cause: BaseException | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.cause = cause
 
 
 @dataclass
@@ -64,11 +92,19 @@ class LLMClient:
     Attributes:
         chat: the LangChain chat model.
         model_name: reported in metadata.
-        method: how structured output is obtained.
+        method: how structured output is obtained (the mode in use).
         small_model: use the prompts' `embedded` variants (tiny local models).
         max_retries: retries after the first attempt on transient errors.
         parse_attempts: model calls allowed to get parseable structured output.
         embeddings: embeddings for answer relevancy and dedup, if any.
+        fallbacks: modes to move to, in order, when the server refuses `method`.
+        bounded_schemas: send schemas bounded like the embedded model's (`bound_schema`), so
+            a server's grammar-constrained generation always finishes; for servers other
+            than OpenAI's.
+        modes: where the mode that works is remembered, under `endpoint`.
+        endpoint: the endpoint/model key for `modes`.
+        confirmed: `method` is known to work (remembered, or a call succeeded with it); until
+            then, JSON of the wrong shape also moves to the next mode.
     """
 
     chat: BaseChatModel
@@ -82,7 +118,13 @@ class LLMClient:
     backoff_max: float = 30.0
     limit: asyncio.Semaphore | None = field(default=None, repr=False)
     """Bounds the model calls in flight (set per run from `run.max_concurrency`)."""
-    _runnables: dict[type, _Structured] = field(default_factory=dict, repr=False)
+    fallbacks: tuple[Mode, ...] = ()
+    bounded_schemas: bool = False
+    modes: ModeMemory | None = field(default=None, repr=False)
+    endpoint: str = ""
+    confirmed: bool = True
+    _runnables: dict[tuple[type, str], _Structured] = field(default_factory=dict, repr=False)
+    _probe_locks: dict[int, asyncio.Lock] = field(default_factory=dict, repr=False)
     cache: dict[str, Any] = field(default_factory=dict, repr=False)
     """Per-client memo for objects built from it (e.g. the Ragas judge)."""
 
@@ -109,10 +151,18 @@ class LLMClient:
         """One of the run's model-call slots (no limit when `limit` is unset)."""
         return self.limit if self.limit is not None else nullcontext()
 
-    def _build_runnable(self, schema: type[BaseModel]) -> _Structured:
-        if self.method == "prompt":
+    def _build_runnable(self, schema: type[BaseModel], method: str | None = None) -> _Structured:
+        method = method or self.method
+        if method == "prompt":
             return _Structured(self.chat, None)
-        options: dict[str, Any] = {} if self.method == "native" else {"method": self.method}
+        if self.bounded_schemas and method != "native":
+            # Servers other than OpenAI's get the request fields themselves, with the schema
+            # bounded as for the embedded model: llama.cpp-based servers compile it into a
+            # grammar, and an unbounded string lets a small model ramble past max_tokens.
+            bounded = bound_schema(schema.model_json_schema())
+            options = request_options(cast(Mode, method), schema.__name__, bounded)
+            return _Structured(self.chat.bind(**options), None)
+        options: dict[str, Any] = {} if method == "native" else {"method": method}
         chain = self.chat.with_structured_output(schema, **options)
         # LangChain composes `bound model | post-processing | parser`. We call the bound
         # model and parse its message ourselves: LangChain's `include_raw` wrapping (a map,
@@ -126,16 +176,50 @@ class LLMClient:
             self.chat.with_structured_output(schema, include_raw=True, **options), None, True
         )
 
-    def _runnable(self, schema: type[BaseModel]) -> _Structured:
+    def _runnable(self, schema: type[BaseModel], method: str) -> _Structured:
         # Building a structured-output runnable costs milliseconds; build one per schema.
-        if schema not in self._runnables:
-            self._runnables[schema] = self._build_runnable(schema)
-        return self._runnables[schema]
+        key = (schema, method)
+        if key not in self._runnables:
+            self._runnables[key] = self._build_runnable(schema, method)
+        return self._runnables[key]
+
+    def _probe_lock(self) -> asyncio.Lock:
+        # One lock per event loop (a client may serve several `asyncio.run`s in turn).
+        loop = asyncio.get_running_loop()
+        lock = self._probe_locks.get(id(loop))
+        if lock is None:
+            lock = self._probe_locks[id(loop)] = asyncio.Lock()
+        return lock
+
+    def _demote(self, method: str, reason: str) -> None:
+        """Move to the next mode after the server refused `method` (once per refusal)."""
+        if self.method != method or not self.fallbacks:
+            return  # a concurrent call already moved on
+        self.method, self.fallbacks = self.fallbacks[0], self.fallbacks[1:]
+        self.confirmed = False
+        log.warning(
+            "%s: structured output %s refused (%s); using %s",
+            self.endpoint or self.model_name,
+            method,
+            reason,
+            self.method,
+        )
+        if self.modes is not None:
+            self.modes.set(self.endpoint, cast(Mode, self.method), f"{method}: {reason}")
+
+    def _confirm(self, method: str) -> None:
+        if self.method == method and not self.confirmed:
+            self.confirmed = True
+            if self.modes is not None:
+                self.modes.set(self.endpoint, cast(Mode, method))
 
     async def structured(
         self, messages: list[BaseMessage], schema: type[T], *, one_off: bool = False
     ) -> T:
         """Call the model for an instance of `schema`: retried, repaired, or reported.
+
+        While the mode is not yet known to work, calls go one at a time, so the first one
+        finds the mode and the others use it.
 
         Args:
             messages: the prompt.
@@ -145,30 +229,85 @@ class LLMClient:
         Raises:
             StructuredOutputError: when neither the retries nor repair yield a valid instance.
         """
-        prompt = (
-            _with_schema_instructions(messages, schema) if self.method == "prompt" else messages
+        while True:
+            method = self.method
+            probing = not self.confirmed and bool(self.fallbacks)
+            if not probing:
+                try:
+                    return await self._structured_in(method, messages, schema, one_off, False)
+                except _ModeRejected as rejected:
+                    if not self.fallbacks and self.method == method:
+                        raise (rejected.cause or LLMError(rejected.reason)) from None
+                    self._demote(method, rejected.reason)
+                    continue
+            async with self._probe_lock():
+                if self.method != method or self.confirmed:
+                    continue  # another call settled the mode while this one waited
+                try:
+                    return await self._structured_in(method, messages, schema, one_off, True)
+                except _ModeRejected as rejected:
+                    self._demote(method, rejected.reason)
+
+    async def _structured_in(
+        self,
+        method: str,
+        messages: list[BaseMessage],
+        schema: type[T],
+        one_off: bool,
+        probing: bool,
+    ) -> T:
+        """One structured call in `method`; `_ModeRejected` if the server refuses the mode."""
+        if method in ("prompt", "json_mode"):
+            # Prompt-and-parse needs the schema in the prompt; JSON mode too (servers that
+            # ignore the schema field, and OpenAI, which wants "JSON" named in the prompt).
+            prompt = _with_instructions(
+                messages, schema_instructions(schema, example=method == "prompt")
+            )
+        else:
+            prompt = messages
+        call = self._runnable(schema, method) if not one_off else self._build_runnable(
+            schema, method
         )
-        call = self._runnable(schema) if not one_off else self._build_runnable(schema)
         raw_text, reason = "", "no output"
         for _ in range(self.parse_attempts):
-            result = await self._with_retries(call.runnable, prompt)
+            try:
+                result = await self._with_retries(call.runnable, prompt)
+            except Exception as exc:
+                refused = (
+                    rejection_reason(exc, cast(Mode, method))
+                    if method not in ("native", "prompt")
+                    else None
+                )
+                if refused is None:
+                    raise
+                raise _ModeRejected(refused, exc) from exc
             error: Any = None
             if call.include_raw:
                 if result.get("parsed") is not None:
+                    self._confirm(method)
                     return cast(T, result["parsed"])
                 result, error = result.get("raw"), result.get("parsing_error")
             elif call.parse is not None:
                 try:
                     parsed = call.parse(result)
                     if isinstance(parsed, schema):
+                        self._confirm(method)
                         return parsed
                     if isinstance(parsed, dict):
-                        return schema.model_validate(parsed)
+                        instance = schema.model_validate(parsed)
+                        self._confirm(method)
+                        return instance
                 except Exception as exc:  # noqa: BLE001 - any parser failure is repaired below
                     error = exc
             raw_text = _message_text(result)
+            if probing and method != "prompt":
+                problem = _shape_of(raw_text, schema)
+                if problem is not None:
+                    raise _ModeRejected(f"the server ignored the schema: {problem}")
             try:
-                return parse_structured(raw_text, schema)
+                instance = parse_structured(raw_text, schema)
+                self._confirm(method)
+                return instance
             except (ValueError, ValidationError) as exc:
                 reason = str(error or exc).splitlines()[0][:300]
             scope = current_scope()
@@ -237,13 +376,17 @@ def parse_structured(text: str, schema: type[T]) -> T:
     return schema.model_validate(data)
 
 
-def _with_schema_instructions(
-    messages: list[BaseMessage], schema: type[BaseModel]
-) -> list[BaseMessage]:
-    instructions = (
-        "Reply with only one JSON object, no prose and no code fence, that matches this JSON "
-        f"schema:\n{json.dumps(schema.model_json_schema(), ensure_ascii=False)}"
-    )
+def _shape_of(text: str, schema: type[BaseModel]) -> str | None:
+    """How the JSON in `text` differs in shape from `schema` (None if none or no JSON)."""
+    cleaned = re.sub(r"^```(?:json)?\s*|\s*```$", "", text.strip(), flags=re.S)
+    try:
+        data = json.loads(cleaned)
+    except json.JSONDecodeError:
+        return None  # not JSON at all: repaired or retried as usual
+    return shape_problem(data, schema)
+
+
+def _with_instructions(messages: list[BaseMessage], instructions: str) -> list[BaseMessage]:
     if messages and isinstance(messages[0], SystemMessage):
         first = SystemMessage(content=f"{messages[0].content}\n\n{instructions}")
         return [first, *messages[1:]]

@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import logging
 import os
+import re
+from pathlib import Path
 from typing import Any
 
 from langchain_core.embeddings import Embeddings
 
 from personagen.errors import LLMError
+from personagen.llm._modes import MODE_ORDER, MODES_FILE, ModeMemory, endpoint_key
 from personagen.llm.client import LLMClient, StructuredMethod
 from personagen.llm.fake import FakeChatModel, FakeEmbeddings
 from personagen.state.spec import LLMSettings
@@ -34,8 +37,13 @@ def make_llm_client(
     seed: int = 0,
     chat_model: Any | None = None,
     embeddings: Embeddings | None = None,
+    state_dir: Path | None = None,
 ) -> LLMClient:
-    """Build the client for `settings`; `chat_model`/`embeddings` override the provider's."""
+    """Build the client for `settings`; `chat_model`/`embeddings` override the provider's.
+
+    `state_dir` is where the structured-output mode found for an OpenAI-compatible endpoint
+    is remembered (`structured_modes.json`); without it the mode is found again per client.
+    """
     if chat_model is not None:
         name = str(getattr(chat_model, "model_name", None) or type(chat_model).__name__)
         method: StructuredMethod = (
@@ -65,7 +73,7 @@ def make_llm_client(
             embeddings=embeddings or FakeEmbeddings(),
         )
     if settings.provider == "openai":
-        return _openai_client(settings, seed=seed, embeddings=embeddings)
+        return _openai_client(settings, seed=seed, embeddings=embeddings, state_dir=state_dir)
     return _embedded_client(settings, seed=seed, embeddings=embeddings)
 
 
@@ -73,7 +81,9 @@ def _explicit(settings: LLMSettings) -> StructuredMethod:
     return settings.structured_output  # type: ignore[return-value]
 
 
-def _openai_client(settings: LLMSettings, *, seed: int, embeddings: Embeddings | None) -> LLMClient:
+def _openai_client(
+    settings: LLMSettings, *, seed: int, embeddings: Embeddings | None, state_dir: Path | None
+) -> LLMClient:
     from langchain_openai import ChatOpenAI, OpenAIEmbeddings
 
     api_key = os.environ.get(settings.api_key_env)
@@ -100,10 +110,16 @@ def _openai_client(settings: LLMSettings, *, seed: int, embeddings: Embeddings |
         seed=seed,
         **extra,
     )
+    modes = ModeMemory(state_dir / MODES_FILE) if state_dir is not None else None
+    endpoint = endpoint_key(settings.base_url, model)
+    method: StructuredMethod
     if settings.structured_output == "auto":
-        method: StructuredMethod = "json_schema" if settings.base_url is None else "prompt"
+        # Best mode first; the client moves down the list when the server refuses one.
+        remembered = modes.get(endpoint) if modes is not None else None
+        start = MODE_ORDER.index(remembered) if remembered else 0
+        method, fallbacks, confirmed = MODE_ORDER[start], MODE_ORDER[start + 1 :], bool(remembered)
     else:
-        method = _explicit(settings)
+        method, fallbacks, confirmed = _explicit(settings), (), True
     if embeddings is None:
         if settings.embedding_model or settings.base_url is None:
             embeddings = OpenAIEmbeddings(
@@ -119,9 +135,31 @@ def _openai_client(settings: LLMSettings, *, seed: int, embeddings: Embeddings |
         chat=chat,
         model_name=model,
         method=method,
+        # A tiny model behind a server gets the prompts made for tiny models, as embedded.
+        small_model=is_small_model(model),
         max_retries=settings.max_retries,
         embeddings=embeddings,
+        fallbacks=fallbacks,
+        bounded_schemas=settings.base_url is not None,
+        modes=modes,
+        endpoint=endpoint,
+        confirmed=confirmed,
     )
+
+
+_PARAMS = re.compile(r"(?<![a-z0-9.])(\d+(?:\.\d+)?)\s*([mb])(?![a-z])", re.I)
+
+
+def is_small_model(name: str) -> bool:
+    """Whether a model's name says it has under a billion parameters (e.g. `135M`, `0.5b`).
+
+    Such models follow the short `embedded` prompt variants far better than the full ones.
+    """
+    for number, unit in _PARAMS.findall(name.replace("_", "-")):
+        size = float(number) * (1e6 if unit.lower() == "m" else 1e9)
+        if size < 1e9:
+            return True
+    return False
 
 
 def _embedded_client(
