@@ -84,6 +84,49 @@ def new_run_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
 
 
+def register_run(
+    run_id: str,
+    spec: RunSpec,
+    *,
+    out_dir: str | Path = "out",
+    state_dir: str | Path = DEFAULT_STATE_DIR,
+    checkpoint: str | None = None,
+) -> Path:
+    """Make a run resumable before anything else happens: write its record durably.
+
+    The record holds the spec and where the run writes (out dir, state dir, checkpoint);
+    `resume` starts from it when the run was killed before its first checkpoint, and
+    writes the bundle to the recorded out dir. `arun` calls this itself; call it first
+    (as the CLI does) to show the run id only once the run can be resumed.
+
+    Returns:
+        The record's path.
+    """
+    import os
+
+    from personagen.store.run_records import RunRecord, this_host, write_record
+
+    state = Path(state_dir)
+    record = RunRecord(
+        run_id=run_id,
+        spec=spec.model_dump(mode="json"),
+        out_dir=str(Path(out_dir).resolve()),
+        state_dir=str(state.resolve()),
+        checkpoint=_durable_target(checkpoint),
+        host=this_host(),
+        pid=os.getpid(),
+        created_at=time.time(),
+    )
+    return write_record(record)
+
+
+def _durable_target(checkpoint: str | None) -> str | None:
+    """A checkpoint target as it can be found again from another directory."""
+    if checkpoint is None or checkpoint == ":memory:" or "://" in checkpoint:
+        return None if checkpoint == ":memory:" else checkpoint
+    return str(Path(checkpoint).resolve())
+
+
 @asynccontextmanager
 async def _checkpointer(
     given: BaseCheckpointSaver | None, target: str
@@ -158,14 +201,24 @@ class _Session:
             embeddings=self.embeddings,
             state_dir=self.state_dir,
         )
+        # A separate judge model is built from its own settings (a caller-given chat model
+        # is the run's model, not the judge's); it shares the embeddings unless it has its own.
+        judge = (
+            None
+            if spec.llm.judge is None
+            else make_llm_client(spec.llm.judge, seed=spec.run.seed, embeddings=client.embeddings)
+        )
         if spec.run.cache:
             from personagen.llm.cache import with_response_cache
 
             client.chat = with_response_cache(client.chat, self.state_dir / "llm_cache.sqlite")
+            if judge is not None:
+                judge.chat = with_response_cache(judge.chat, self.state_dir / "llm_cache.sqlite")
         log = UsageLog(self.state_dir / "usage.sqlite")
         spent = log.totals(run_id)["total_tokens"]
         return RunContext(
             llm=client,
+            judge_llm=judge,
             store=ChunkStore(self.state_dir / "chunks.sqlite"),
             out_dir=self.out_dir,
             recorder=UsageRecorder(
@@ -185,12 +238,45 @@ class _Session:
         max_tokens: int | None,
         time_limit: float | None = None,
     ) -> RunResult:
+        from personagen.store.run_records import RunLock
+
+        # One process drives a run at a time; the lock also tells `runs list` (and the next
+        # start) that this run's process lives: a run whose lock is free was interrupted.
+        lock = RunLock(self.state_dir, run_id)
+        await asyncio.to_thread(lock.acquire)
+        try:
+            return await self._drive_locked(
+                run_id, spec, graph_input, max_tokens=max_tokens, time_limit=time_limit
+            )
+        finally:
+            lock.release()
+
+    async def _drive_locked(
+        self,
+        run_id: str,
+        spec: RunSpec,
+        graph_input: Any,
+        *,
+        max_tokens: int | None,
+        time_limit: float | None = None,
+    ) -> RunResult:
+        import os
+
         from personagen.graph.builder import compile_graph
         from personagen.graph.checkpoint import default_checkpoint_path
+        from personagen.store.run_records import this_host
         from personagen.store.runs import RunStore, default_db_url
 
         runs = RunStore(self.db_url or default_db_url(self.state_dir))  # a bad URL raises here
-        await runs.arecord("record_start", run_id, spec)
+        await runs.arecord("mark_stale_runs")
+        await runs.arecord(
+            "record_start",
+            run_id,
+            spec,
+            owner=(this_host(), os.getpid()),
+            state_dir=self.state_dir.resolve(),
+            out_dir=self.out_dir.resolve(),
+        )
         deadline = None if time_limit is None else time.monotonic() + time_limit
         context = self.context(run_id, spec, max_tokens=max_tokens)
         config: RunnableConfig = {
@@ -236,11 +322,14 @@ class _Session:
                 snapshot = await graph.aget_state(config)
         except BaseException as exc:
             stopped = isinstance(exc, KeyboardInterrupt | asyncio.CancelledError)
+            # Tokens really spent, including calls whose step never reached a checkpoint.
+            spent_so_far = context.usage_log.totals(run_id)
             await runs.arecord(
                 "record_status",
                 run_id,
                 "interrupted" if stopped else "failed",
-                f"{type(exc).__name__}: {exc}",
+                "interrupted (Ctrl-C or cancelled)" if stopped else f"{type(exc).__name__}: {exc}",
+                usage=spent_so_far,
             )
             runs.close()
             raise
@@ -263,7 +352,7 @@ class _Session:
                 "record_finish", run_id, metadata, list(values.get("pairs", {}).values()), files
             )
         else:
-            await runs.arecord("record_status", run_id, status, reason)
+            await runs.arecord("record_status", run_id, status, reason, usage=totals)
         runs.close()
         return RunResult(
             run_id=run_id,
@@ -333,6 +422,15 @@ async def arun(
         checkpointer,
     )
     rid = run_id or new_run_id()
+    if checkpointer is None:  # a caller's own checkpointer is its own to find again
+        await asyncio.to_thread(
+            register_run,
+            rid,
+            resolved,
+            out_dir=out_dir,
+            state_dir=state_dir,
+            checkpoint=checkpoint,
+        )
     return await session.drive(
         rid,
         resolved,
@@ -351,7 +449,7 @@ async def aresume(
     run_id: str,
     *,
     decision: ReviewDecision | dict[str, Any] | None = None,
-    out_dir: str | Path = "out",
+    out_dir: str | Path | None = None,
     state_dir: str | Path = DEFAULT_STATE_DIR,
     checkpoint: str | None = None,
     chat_model: BaseChatModel | None = None,
@@ -368,7 +466,8 @@ async def aresume(
     Args:
         run_id: the run to continue.
         decision: the reviewer's `ReviewDecision` when the run waits at a review hook.
-        out_dir: as for `arun`.
+        out_dir: where to write the bundle; by default where the run was started to write
+            it (its run record), else `out`.
         state_dir: as for `arun`.
         checkpoint: as for `arun`.
         chat_model: as for `arun`.
@@ -382,15 +481,33 @@ async def aresume(
     """
     from personagen.graph.builder import compile_graph
     from personagen.graph.checkpoint import run_checkpoint_path
+    from personagen.specfile import parse_spec
+    from personagen.store.run_records import read_record
 
-    target = checkpoint or str(run_checkpoint_path(run_id, Path(state_dir)))
+    record = read_record(state_dir, run_id)
+    target = (
+        checkpoint
+        or (record.checkpoint if record is not None else None)
+        or str(run_checkpoint_path(run_id, Path(state_dir)))
+    )
     config: RunnableConfig = {"configurable": {"thread_id": run_id}}
     async with _checkpointer(checkpointer, target) as saver:
         snapshot = await compile_graph(saver).aget_state(config)
-    if not snapshot.values:
+    graph_input: Any = None
+    if "spec" in snapshot.values:
+        spec: RunSpec = snapshot.values["spec"]
+    elif record is not None and decision is None:
+        # Killed before its input was checkpointed: nothing ran yet, start it from its record.
+        spec = parse_spec(record.spec, origin=f"run record of {run_id!r}")
+        graph_input = {"spec": spec, "run_id": run_id}
+    else:
         where = target if checkpointer is None else type(checkpointer).__name__
-        raise RunNotFound(f"no checkpoint for run {run_id!r} in {where}")
-    spec: RunSpec = snapshot.values["spec"]
+        raise RunNotFound(
+            f"no checkpoint for run {run_id!r} in {where}"
+            + ("" if record is not None else f" and no run record in {Path(state_dir) / 'runs'}")
+        )
+    if out_dir is None:
+        out_dir = record.out_dir if record is not None else "out"
     session = _Session(
         Path(out_dir),
         Path(state_dir),
@@ -403,7 +520,6 @@ async def aresume(
         checkpointer,
     )
     budget = max_tokens if max_tokens is not None else spec.run.max_tokens
-    graph_input: Any = None
     if decision is not None:
         from langgraph.types import Command
 
@@ -423,8 +539,14 @@ async def pending_review(
     """The review request a run is waiting on, or None."""
     from personagen.graph.builder import compile_graph
     from personagen.graph.checkpoint import open_checkpointer, run_checkpoint_path
+    from personagen.store.run_records import read_record
 
-    target = checkpoint or str(run_checkpoint_path(run_id, Path(state_dir)))
+    record = read_record(state_dir, run_id)
+    target = (
+        checkpoint
+        or (record.checkpoint if record is not None else None)
+        or str(run_checkpoint_path(run_id, Path(state_dir)))
+    )
     async with open_checkpointer(target) as saver:
         snapshot = await compile_graph(saver).aget_state({"configurable": {"thread_id": run_id}})
     if not snapshot.values:

@@ -28,6 +28,8 @@ class RunContext:
 
     llm: LLMClient
     """Chat model (+ embeddings) with retries and structured output."""
+    judge_llm: LLMClient | None = None
+    """The judges' model (`llm.judge` in the spec); None: the judges use `llm`."""
     store: ChunkStore
     """Document text and chunkings, keyed by content hash."""
     out_dir: Path
@@ -56,6 +58,14 @@ class RunContext:
     def __post_init__(self) -> None:
         if self.llm.limit is None:
             self.llm.limit = asyncio.Semaphore(self.max_concurrency)
+        if self.judge_llm is not None and self.judge_llm.limit is None:
+            # Another endpoint: its own slots, so judging does not wait on generation.
+            self.judge_llm.limit = asyncio.Semaphore(self.max_concurrency)
+
+    @property
+    def judge(self) -> LLMClient:
+        """The client every judge uses: `llm.judge` when the spec sets one, else `llm`."""
+        return self.judge_llm if self.judge_llm is not None else self.llm
 
     def close(self) -> None:
         """End the run's background work and close its stores (the response cache too)."""
@@ -65,9 +75,10 @@ class RunContext:
         self.store.close()
         if self.usage_log is not None:
             self.usage_log.close()
-        cache = getattr(self.llm.chat, "cache", None)
-        if isinstance(cache, ResponseCache):
-            cache.close()
+        for client in {id(c): c for c in (self.llm, self.judge)}.values():
+            cache = getattr(client.chat, "cache", None)
+            if isinstance(cache, ResponseCache):
+                cache.close()
 
     @property
     def semaphore(self) -> asyncio.Semaphore:

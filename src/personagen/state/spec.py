@@ -317,6 +317,17 @@ class LLMSettings(_Strict):
     price: ModelPrice | None = Field(
         None, description="USD per 1M input/output tokens; overrides the built-in price table."
     )
+    judge: LLMSettings | None = Field(
+        None,
+        description="A separate model (or endpoint) for the judges: every metric, the "
+        "persona-fit judge and the judges' self-test. Default: the run's own model.",
+    )
+
+    @model_validator(mode="after")
+    def _judge_has_no_judge(self) -> LLMSettings:
+        if self.judge is not None and self.judge.judge is not None:
+            raise ValueError("llm.judge cannot have a judge of its own")
+        return self
 
     @model_validator(mode="before")
     @classmethod
