@@ -74,11 +74,15 @@ async def compose_output(state: State, runtime: Runtime[RunContext]) -> dict[str
             "rejected": statuses["rejected"],
             "unanswerable": statuses["unanswerable"],
             "duplicates_removed": len(state.get("removed_duplicates", [])),
+            "questions_removed": sum(
+                1 for r in state.get("removed_questions", []) if r.get("action") == "removed"
+            ),
             "rejected_by_reason": dict(
                 Counter(r.split(":")[0] for p in rejected.values() for r in p.feedback)
             ),
         },
         "duplicates_removed": state.get("removed_duplicates", []),
+        "questions_removed": state.get("removed_questions", []),
         "hooks": [c.model_dump() for c in state.get("hook_log", [])],
         "warnings": [e.model_dump() for e in all_events if e.level == "warning"],
         "errors": [e.model_dump() for e in all_events if e.level == "error"],
