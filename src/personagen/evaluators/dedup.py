@@ -17,6 +17,13 @@ question, and that word is often the point ("... first-time buyers in Germany?" 
 appear in the other question, or a close spelling variant of it (plural, typo); numbers and
 words of three letters or fewer must appear exactly, so "v2" never duplicates "v3".
 
+Two exceptions to the guard, because a question the small model writes twice often differs
+by just that: "which" and "what" are the same question word ("Which documents ..." /
+"What documents ..."), and one content word *added* on one side only ("... pre-approval?" /
+"... pre-approval letter?") is forgiven when the pair's ratio is high anyway (at least
+`ADDITION_RATIO`), unless the word is a number or a negation ("safe" / "not safe"). A word
+*swapped* for another (Germany / France, fixed / variable) is never forgiven.
+
 Embedding similarity catches paraphrases that share few words, but embeddings are blind to
 numbers, so that path still requires both questions to hold the same numbers.
 """
@@ -38,7 +45,16 @@ DEFAULT_EMBEDDING_THRESHOLD = 0.95
 Sentence embedders (e5, OpenAI text-embedding-3) give related but different questions
 cosines of 0.8-0.9; 0.95 is reserved for the same question in other words.
 """
+ADDITION_RATIO = 0.92
+"""`token_sort_ratio` (0..1) from which one content word added on one side is forgiven."""
 _WORD_VARIANT = 80.0  # `fuzz.ratio` from which two content words are the same word
+# Words that turn a question around: never forgiven as an addition.
+_NEGATIONS = frozenset(
+    "not no never without nothing none nor nicht kein keine nie ohne ne pas jamais sans ni "
+    "nunca sin ningún ninguna".split()
+)
+# Question words that ask the same thing (normalized to the first).
+_SAME_QUESTION_WORD = ((re.compile(r"\bwhich\b"), "what"),)
 
 _CONTRACTIONS = (
     (re.compile(r"\bwon't\b"), "will not"),
@@ -88,13 +104,33 @@ def normalize_question(text: str) -> str:
     """
     text = unicodedata.normalize("NFKC", text).casefold()
     text = text.replace("\u2019", "'").replace("\u2018", "'")
-    for pattern, replacement in _CONTRACTIONS:
+    for pattern, replacement in (*_CONTRACTIONS, *_SAME_QUESTION_WORD):
         text = pattern.sub(replacement, text)
     return _NON_WORD.sub(" ", text).strip()
 
 
 def _content_words(normalized: str) -> set[str]:
     return {word for word in normalized.split() if word not in _STOP_WORDS}
+
+
+def content_words(text: str) -> set[str]:
+    """The words of `text` that carry its meaning: normalized, function words left out.
+
+    Args:
+        text: Any text (a question, an excerpt).
+
+    Returns:
+        The set of normalized words outside the stop-word list.
+    """
+    return _content_words(normalize_question(text))
+
+
+def same_word(word: str, others: Set[str]) -> bool:
+    """Whether `word`, or a close spelling variant of it (plural, typo), is in `others`.
+
+    Numbers and words of three letters or fewer count only when they are there exactly.
+    """
+    return _has_counterpart(word, set(others))
 
 
 def _numbers(normalized: str) -> frozenset[str]:
@@ -109,9 +145,21 @@ def _has_counterpart(word: str, others: set[str]) -> bool:
     return any(fuzz.ratio(word, other) >= _WORD_VARIANT for other in others)
 
 
-def _same_content(a: set[str], b: set[str]) -> bool:
-    """Whether every content word of each side has a counterpart on the other side."""
-    return all(_has_counterpart(w, b) for w in a - b) and all(_has_counterpart(w, a) for w in b - a)
+def _same_content(a: set[str], b: set[str], ratio: float = 0.0) -> bool:
+    """Whether every content word of each side has a counterpart on the other side.
+
+    With `ratio` at least `ADDITION_RATIO`, one word added on one side only is forgiven
+    (not a number, not a negation).
+    """
+    missing_in_b = [w for w in a - b if not _has_counterpart(w, b)]
+    missing_in_a = [w for w in b - a if not _has_counterpart(w, a)]
+    unmatched = missing_in_b + missing_in_a
+    if not unmatched:
+        return True
+    if ratio < ADDITION_RATIO or len(unmatched) > 1:
+        return False
+    word = unmatched[0]
+    return word not in _NEGATIONS and not any(ch.isdigit() for ch in word)
 
 
 def _cosine_matrix(embeddings: Sequence[Sequence[float]], count: int) -> np.ndarray:
@@ -162,8 +210,9 @@ def _similarities(
     )
     for i, j in zip(*np.nonzero(np.triu(scores, k=1)), strict=True):
         i, j = int(i), int(j)
-        if _same_content(content[i], content[j]):
-            pairs[(i, j)] = round(float(scores[i, j]) / 100, 4)
+        ratio = float(scores[i, j]) / 100
+        if _same_content(content[i], content[j], ratio):
+            pairs[(i, j)] = round(ratio, 4)
     if cosines is not None:
         numbers = [_numbers(text) for text in normalized]
         for i, j in zip(*np.nonzero(np.triu(cosines >= embedding_threshold, k=1)), strict=True):
