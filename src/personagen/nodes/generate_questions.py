@@ -1,8 +1,10 @@
 """Node: the questions this persona would ask, spread over the documents, plus custom ones.
 
 Excerpts are taken round-robin across documents and spread within each document, so a long
-document does not crowd out a short one. Custom questions are kept verbatim; near-duplicate
-generated questions are removed (and recorded).
+document does not crowd out a short one. Custom questions are kept verbatim. Generated
+questions go through question hygiene (runaway text cut or rejected, echoes of the prompt's
+examples rejected), then near-duplicates are removed; every removal is recorded with its
+reason (`removed_questions`, `removed_duplicates`).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from langgraph.runtime import Runtime
 
 from personagen.errors import StructuredOutputError
 from personagen.evaluators.dedup import dedupe
+from personagen.evaluators.question_hygiene import QuestionHygiene
 from personagen.graph.context import RunContext
 from personagen.nodes._common import pair_id, prompt_vars
 from personagen.nodes._instrument import instrumented
@@ -71,6 +74,8 @@ async def generate_questions(state: State, runtime: Runtime[RunContext]) -> dict
     seeds: list[Chunk | None] = [None] * len(custom)
     events: list[Event] = []
     removed: list[dict[str, Any]] = []
+    cleaned: list[dict[str, Any]] = []
+    hygiene = QuestionHygiene.for_goal(goal.prompts)
     kept = list(range(len(texts)))
 
     async def ask(excerpt: Chunk, avoid: list[str]) -> list[str]:
@@ -108,8 +113,13 @@ async def generate_questions(state: State, runtime: Runtime[RunContext]) -> dict
             if isinstance(result, BaseException):
                 raise result
             for question in result:
-                texts.append(question)
-                seeds.append(excerpt)
+                verdict = hygiene.check(question, source=excerpt.text)
+                record = verdict.record("generate_questions", excerpt=excerpt.id)
+                if record is not None:
+                    cleaned.append(record)
+                if verdict.question is not None:
+                    texts.append(verdict.question)
+                    seeds.append(excerpt)
         kept, pairs_removed = dedupe(texts, protected=set(range(len(custom))), threshold=threshold)
         removed = [
             {"question": texts[dup], "duplicate_of": texts[orig], "similarity": round(sim, 3)}
@@ -138,4 +148,9 @@ async def generate_questions(state: State, runtime: Runtime[RunContext]) -> dict
             seed_start=seed.start if seed else None,
             seed_end=seed.end if seed else None,
         )
-    return {"pairs": pairs, "removed_duplicates": removed, "events": events}
+    return {
+        "pairs": pairs,
+        "removed_duplicates": removed,
+        "removed_questions": cleaned,
+        "events": events,
+    }

@@ -3,7 +3,10 @@
 A pair whose *question* is the problem (the data does not answer it, the persona would not
 ask it, a constraint on the question) gets a new question drawn from the same excerpt; a
 pair whose *answer* is the problem is re-answered with the reasons as feedback. Accepted
-pairs are never touched. Custom questions are never replaced, only re-answered.
+pairs are never touched. Custom questions are never replaced, only re-answered. A
+replacement question passes the same question hygiene as a generated one (runaway text cut
+or rejected, prompt-example echoes rejected; each recorded in `removed_questions`) and must
+not duplicate another question.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from langgraph.runtime import Runtime
 
 from personagen.errors import StructuredOutputError
 from personagen.evaluators.dedup import near_duplicates
+from personagen.evaluators.question_hygiene import QuestionHygiene
 from personagen.graph.context import RunContext
 from personagen.nodes._common import prompt_vars, seed_excerpt
 from personagen.nodes._instrument import instrumented
@@ -59,8 +63,10 @@ async def refine(state: State, runtime: Runtime[RunContext]) -> dict[str, Any]:
     others = [p.question for p in state["pairs"].values() if p.status != "failing"]
     threshold = float(goal.param("dedup_threshold")) / 100.0
     events: list[Event] = []
+    cleaned: list[dict[str, Any]] = []
+    hygiene = QuestionHygiene.for_goal(goal.prompts)
 
-    async def replace(pair: QAPair) -> str:
+    async def replace(pair: QAPair) -> str | None:
         excerpt, source = seed_excerpt(
             ctx.store, pair, fallback_chars=int(goal.param("excerpt_chars"))
         )
@@ -80,7 +86,11 @@ async def refine(state: State, runtime: Runtime[RunContext]) -> dict[str, Any]:
             ],
         )
         out = await ctx.llm.structured(messages, ReplacementQuestionOut)
-        return out.question.strip()
+        verdict = hygiene.check(out.question, source=excerpt)
+        record = verdict.record("refine", pair=pair.id)
+        if record is not None:
+            cleaned.append(record)
+        return verdict.question
 
     to_replace = [p for p in failing if question_is_the_problem(p, persona_min)]
     results = await asyncio.gather(*(replace(p) for p in to_replace), return_exceptions=True)
@@ -145,4 +155,9 @@ async def refine(state: State, runtime: Runtime[RunContext]) -> dict[str, Any]:
             )
             continue
         updated[pair.id] = pair.model_copy(update=base)
-    return {"pairs": updated, "iteration": iteration, "events": events}
+    return {
+        "pairs": updated,
+        "iteration": iteration,
+        "events": events,
+        "removed_questions": cleaned,
+    }
