@@ -13,8 +13,11 @@ because neither native library is safe to call from two threads at once. Async c
 blocking call in a worker thread, so the event loop stays free while a call waits its turn.
 
 Structured output is grammar-constrained: `EmbeddedChatModel.with_structured_output` turns the
-schema into a bounded JSON schema (`personagen.llm._schema.bound_schema`) that llama.cpp
-compiles to a GBNF grammar, so the model can only emit JSON of that shape.
+schema into a bounded JSON schema (`personagen.llm._schema.bound_schema`) and then into a GBNF
+grammar (`personagen.llm._grammar`: any text is a valid enum value, and llama.cpp parses the
+grammar before sampling), so the model can only emit JSON of that shape. A grammar llama.cpp
+rejects, or a native failure during a structured call, is that call's `StructuredOutputError`:
+never a crash of the process.
 """
 
 from __future__ import annotations
@@ -57,6 +60,7 @@ from langchain_core.utils.function_calling import convert_to_json_schema
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError
 
 from personagen.errors import LLMError, StructuredOutputError
+from personagen.llm._grammar import GrammarError, check_grammar, schema_to_gbnf
 from personagen.llm._schema import bound_schema
 
 if TYPE_CHECKING:
@@ -414,28 +418,30 @@ def render_prompt(
 # --------------------------------------------------------------------------- grammar
 
 
-# llama-cpp-python's converter lets JSON strings hold raw control characters (newlines),
-# which strict JSON forbids and which let a small model loop on blank lines; llama.cpp's own
-# C++ converter excludes them, so do the same.
-_LOOSE_CHAR = r'char ::= [^"\\] |'
-_STRICT_CHAR = r'char ::= [^"\\\x7F\x00-\x1F] |'
-
-
 @functools.lru_cache(maxsize=64)
 def _grammar_text(schema_json: str | None) -> str:
-    from llama_cpp.llama_grammar import JSON_GBNF, json_schema_to_gbnf
+    """The GBNF grammar for a schema (any JSON when None), already parsed once by llama.cpp.
 
+    Raises:
+        GrammarError: If the schema has no grammar or llama.cpp's parser rejects it; sampling
+            under a rejected grammar would crash the process (see `personagen.llm._grammar`).
+    """
     if schema_json is None:
-        return JSON_GBNF
-    try:
-        gbnf = json_schema_to_gbnf(schema_json)
-    except (AssertionError, ValueError, KeyError, TypeError) as exc:
-        raise LLMError(f"llama.cpp cannot turn this JSON schema into a grammar: {exc}") from exc
-    return gbnf.replace(_LOOSE_CHAR, _STRICT_CHAR)
+        from llama_cpp.llama_grammar import JSON_GBNF
+
+        gbnf: str = JSON_GBNF
+    else:
+        gbnf = schema_to_gbnf(schema_json)
+    check_grammar(gbnf)
+    return gbnf
 
 
 def _grammar(response_format: dict[str, Any] | None) -> Any:
-    """Build the `LlamaGrammar` for an OpenAI-style `response_format`, or None."""
+    """Build the checked `LlamaGrammar` for an OpenAI-style `response_format`, or None.
+
+    Raises:
+        StructuredOutputError: If no valid grammar can be built for the schema.
+    """
     if not response_format or response_format.get("type") not in ("json_object", "json_schema"):
         return None
     schema = response_format.get("schema")
@@ -444,7 +450,33 @@ def _grammar(response_format: dict[str, Any] | None) -> Any:
     from llama_cpp import LlamaGrammar
 
     schema_json = json.dumps(schema) if schema is not None else None
-    return LlamaGrammar.from_string(_grammar_text(schema_json), verbose=False)
+    try:
+        text = _grammar_text(schema_json)
+    except GrammarError as exc:
+        raise StructuredOutputError(_schema_name(response_format), "", str(exc)) from exc
+    return LlamaGrammar.from_string(text, verbose=False)
+
+
+def _call_error(response_format: dict[str, Any] | None, what: str, exc: BaseException) -> LLMError:
+    """The error for a failed llama.cpp call: per item when it was a structured call.
+
+    A structured call's caller treats `StructuredOutputError` as this item's failure (the
+    answer step marks the pair failing and moves on), so a native failure under a grammar
+    must not end the run; a plain call keeps `LLMError`.
+    """
+    reason = f"{what}: {type(exc).__name__}: {exc}"
+    if response_format:
+        return StructuredOutputError(_schema_name(response_format), "", reason)
+    return LLMError(reason)
+
+
+def _schema_name(response_format: dict[str, Any] | None) -> str:
+    """The schema's name for error messages (`name`, or OpenAI's `json_schema.name`)."""
+    if not response_format:
+        return "output"
+    named = response_format.get("json_schema")
+    name = response_format.get("name") or (named.get("name") if isinstance(named, dict) else None)
+    return str(name or "output")
 
 
 # --------------------------------------------------------------------------- chat model
@@ -551,6 +583,8 @@ class EmbeddedChatModel(BaseChatModel):
 
         Raises:
             LLMError: If the model cannot be loaded or the prompt does not fit its context.
+            StructuredOutputError: With a `response_format`, if its grammar cannot be built
+                or llama.cpp fails during the call (this item's error, not the run's).
         """
         shared = _shared_llama(
             self._resolved_path(), self.n_ctx, self.n_threads or default_threads()
@@ -560,7 +594,8 @@ class EmbeddedChatModel(BaseChatModel):
         template = shared.template if fmt == "template" else None
         prompt, format_stops = render_prompt(messages, fmt, template)
         stops = list(dict.fromkeys([*format_stops, *(self.stop or []), *(stop or [])]))
-        grammar = _grammar(kwargs.get("response_format"))
+        response_format = kwargs.get("response_format")
+        grammar = _grammar(response_format)  # checked: a bad grammar raises, never crashes
 
         def option(name: str) -> Any:
             value = kwargs.get(name)
@@ -569,7 +604,11 @@ class EmbeddedChatModel(BaseChatModel):
         max_tokens = int(option("max_tokens"))
         with shared.lock:
             llama = shared.llama
-            n_prompt = len(llama.tokenize(prompt.encode("utf-8"), add_bos=True, special=True))
+            try:
+                encoded = prompt.encode("utf-8")
+                n_prompt = len(llama.tokenize(encoded, add_bos=True, special=True))
+            except Exception as exc:  # noqa: BLE001 - a native failure is this call's error
+                raise _call_error(response_format, "cannot tokenize the prompt", exc) from exc
             room = self.n_ctx - n_prompt
             if room < 1:
                 raise LLMError(
@@ -589,8 +628,8 @@ class EmbeddedChatModel(BaseChatModel):
                     stop=stops,
                     grammar=grammar,
                 )
-            except (ValueError, RuntimeError) as exc:
-                raise LLMError(f"embedded model call failed: {exc}") from exc
+            except Exception as exc:  # noqa: BLE001 - a native failure is this call's error
+                raise _call_error(response_format, "embedded model call failed", exc) from exc
         assert isinstance(response, dict)  # not streaming
         choice = response["choices"][0]
         text = choice["text"]
@@ -670,6 +709,7 @@ class EmbeddedChatModel(BaseChatModel):
 
         Raises:
             ValueError: On unknown keyword arguments or a schema that cannot be bounded.
+            StructuredOutputError: If llama.cpp cannot build or parse the schema's grammar.
         """
         kwargs.pop("method", None)
         kwargs.pop("strict", None)
@@ -692,11 +732,14 @@ class EmbeddedChatModel(BaseChatModel):
             json_schema = convert_to_json_schema(schema)
             schema_name = str(json_schema.get("title") or "output")
         bounded = bound_schema(json_schema, max_string=max_string, max_items=max_items)
-        _grammar_text(json.dumps(bounded))  # fail now, not at the first call
+        try:
+            _grammar_text(json.dumps(bounded))  # fail now, not at the first call
+        except GrammarError as exc:
+            raise StructuredOutputError(schema_name, "", str(exc)) from exc
 
         llm = self.bind(
             **call_options,
-            response_format={"type": "json_object", "schema": bounded},
+            response_format={"type": "json_object", "schema": bounded, "name": schema_name},
             ls_structured_output_format={
                 "kwargs": {"method": "json_schema"},
                 "schema": json_schema,
