@@ -29,6 +29,7 @@ _LAZY = {
     "aresume": "personagen.api",
     "RunResult": "personagen.api",
     "build_graph": "personagen.graph.builder",
+    "export": "personagen.store.export",
 }
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -36,6 +37,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from personagen.graph.builder import build_graph  # noqa: F401
     from personagen.specfile import load_spec  # noqa: F401
     from personagen.state.spec import Constraints, DataSource, Goal, Persona, RunSpec  # noqa: F401
+    from personagen.store.export import export  # noqa: F401
 
 
 def __getattr__(name: str) -> Any:

@@ -34,6 +34,7 @@ app.add_typer(goals_app, name="goals")
 def _mount_subcommands() -> None:
     # Imported here so `personagen --help` stays fast; each sub-app imports lazily inside.
     from personagen.cli_batch import batch_app
+    from personagen.cli_export import export_command
     from personagen.cli_runs import runs_app
 
     app.add_typer(runs_app, name="runs", help="Past runs from the run store.")
@@ -42,6 +43,7 @@ def _mount_subcommands() -> None:
         name="batch",
         help="Batches of runs: many specs, or personas x data; resumable after any crash.",
     )
+    app.command("export")(export_command)
 
 
 _mount_subcommands()
