@@ -75,8 +75,8 @@ def rejection_reason(exc: BaseException, mode: Mode) -> str | None:
     words = _TOOL_WORDS if mode == "function_calling" else _FORMAT_WORDS
     if not any(word in text for word in words):
         return None
-    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return f"HTTP {status}: {first[:200]}"
+    message = " ".join(str(exc).split()) or type(exc).__name__
+    return f"HTTP {status}: {message[:160]}"
 
 
 def shape_problem(data: Any, schema: type[BaseModel]) -> str | None:
@@ -161,7 +161,9 @@ def _example(node: Any, defs: dict[str, Any], name: str, seen: tuple[str, ...]) 
         item = _example(node.get("items") or {}, defs, name, seen)
         return [item] * max(1, int(node.get("minItems", 1)))
     if kind == "integer":
-        return int(node.get("minimum", node.get("exclusiveMinimum", 0)))
+        if isinstance(node.get("exclusiveMinimum"), int | float):
+            return int(node["exclusiveMinimum"]) + 1
+        return int(node.get("minimum") or 0)
     if kind == "number":
         return float(node.get("minimum", 0.5))
     if kind == "boolean":

@@ -160,8 +160,8 @@ class LLMClient:
             # bounded as for the embedded model: llama.cpp-based servers compile it into a
             # grammar, and an unbounded string lets a small model ramble past max_tokens.
             bounded = bound_schema(schema.model_json_schema())
-            options = request_options(cast(Mode, method), schema.__name__, bounded)
-            return _Structured(self.chat.bind(**options), None)
+            fields = request_options(cast(Mode, method), schema.__name__, bounded)
+            return _Structured(self.chat.bind(**fields), None)
         options: dict[str, Any] = {} if method == "native" else {"method": method}
         chain = self.chat.with_structured_output(schema, **options)
         # LangChain composes `bound model | post-processing | parser`. We call the bound
@@ -176,9 +176,9 @@ class LLMClient:
             self.chat.with_structured_output(schema, include_raw=True, **options), None, True
         )
 
-    def _runnable(self, schema: type[BaseModel], method: str) -> _Structured:
+    def _runnable(self, schema: type[BaseModel], method: str | None = None) -> _Structured:
         # Building a structured-output runnable costs milliseconds; build one per schema.
-        key = (schema, method)
+        key = (schema, method or self.method)
         if key not in self._runnables:
             self._runnables[key] = self._build_runnable(schema, method)
         return self._runnables[key]
@@ -265,9 +265,7 @@ class LLMClient:
             )
         else:
             prompt = messages
-        call = self._runnable(schema, method) if not one_off else self._build_runnable(
-            schema, method
-        )
+        call = self._build_runnable(schema, method) if one_off else self._runnable(schema, method)
         raw_text, reason = "", "no output"
         for _ in range(self.parse_attempts):
             try:
@@ -301,7 +299,7 @@ class LLMClient:
                     error = exc
             raw_text = _message_text(result)
             if probing and method != "prompt":
-                problem = _shape_of(raw_text, schema)
+                problem = _shape_of(result, raw_text, schema, method)
                 if problem is not None:
                     raise _ModeRejected(f"the server ignored the schema: {problem}")
             try:
@@ -376,13 +374,22 @@ def parse_structured(text: str, schema: type[T]) -> T:
     return schema.model_validate(data)
 
 
-def _shape_of(text: str, schema: type[BaseModel]) -> str | None:
-    """How the JSON in `text` differs in shape from `schema` (None if none or no JSON)."""
+def _shape_of(message: Any, text: str, schema: type[BaseModel], method: str) -> str | None:
+    """Why `message` shows the server ignored `method`'s schema, or None.
+
+    A server that honours the mode answers with a tool call (tools) or with JSON (the JSON
+    modes) whose top-level keys are the schema's. JSON cut short by `max_tokens` still
+    starts like JSON: it is repaired or retried as usual, not blamed on the server.
+    """
+    if method == "function_calling" and not getattr(message, "tool_calls", None):
+        return "no tool call in the reply"
     cleaned = re.sub(r"^```(?:json)?\s*|\s*```$", "", text.strip(), flags=re.S)
+    if not cleaned.startswith(("{", "[")):
+        return f"text instead of JSON ({cleaned[:40]!r})"
     try:
         data = json.loads(cleaned)
     except json.JSONDecodeError:
-        return None  # not JSON at all: repaired or retried as usual
+        return None
     return shape_problem(data, schema)
 
 
