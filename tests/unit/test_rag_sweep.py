@@ -16,6 +16,7 @@ from personagen.data.rag_sweep import (
     ChunkingParams,
     EvalItem,
     SettingRow,
+    SweepCache,
     SweepGrid,
     _chunk_corpus,
     _Item,
@@ -106,7 +107,7 @@ def facts_corpus(count: int = 40) -> tuple[dict[str, str], list[EvalItem]]:
 
 def test_sections_corpus_chooses_markdown_chunks_that_hold_whole_sections() -> None:
     documents, items = sections_corpus()
-    result = sweep(documents, items)
+    result = sweep(documents, items, early_stop=False)
     assert result.status == "done"
     chosen = result.chosen
     assert chosen is not None
@@ -125,7 +126,7 @@ def test_sections_corpus_chooses_markdown_chunks_that_hold_whole_sections() -> N
 
 def test_facts_corpus_chooses_small_chunks_at_equal_recall() -> None:
     documents, items = facts_corpus()
-    result = sweep(documents, items)
+    result = sweep(documents, items, early_stop=False)
     chosen = result.chosen
     assert chosen is not None
     assert (chosen.chunk_size, chosen.top_k) == (256, 1)
@@ -291,7 +292,7 @@ def test_offsets_survive_lowercasing_that_changes_length() -> None:
 def test_embeddings_add_embedding_and_hybrid_rows() -> None:
     documents, items = facts_corpus(12)
     grid = SweepGrid(chunk_sizes=[256], overlap_fractions=[0], splitters=["recursive"])
-    result = sweep(documents, items, grid=grid, embeddings=FakeEmbeddings())
+    result = sweep(documents, items, grid=grid, embeddings=FakeEmbeddings(), early_stop=False)
     assert result.retrievers == ["bm25", "embedding", "hybrid"]
     assert Counter(r.retriever for r in result.table) == {"bm25": 3, "embedding": 3, "hybrid": 3}
     assert result.embeddings == "FakeEmbeddings"
@@ -323,7 +324,7 @@ class BrokenEmbeddings(FakeEmbeddings):
 def test_failing_embeddings_are_reported_not_raised() -> None:
     documents, items = facts_corpus(4)
     grid = SweepGrid(chunk_sizes=[256, 512], overlap_fractions=[0], splitters=["recursive"])
-    result = sweep(documents, items, grid=grid, embeddings=BrokenEmbeddings())
+    result = sweep(documents, items, grid=grid, embeddings=BrokenEmbeddings(), early_stop=False)
     assert result.status == "done"
     assert {r.retriever for r in result.table} == {"bm25"}
     assert len(result.skipped) == 2
@@ -341,7 +342,7 @@ def test_embedding_that_would_overrun_the_budget_is_abandoned() -> None:
     grid = SweepGrid(chunk_sizes=[256], overlap_fractions=[0], splitters=["recursive"])
     result = sweep(
         documents, items, grid=grid, embeddings=SlowEmbeddings(), embed_batch_size=1,
-        time_budget_s=0.6,
+        time_budget_s=0.6, early_stop=False,
     )  # fmt: skip
     assert result.status == "done" and result.chosen is not None
     assert {r.retriever for r in result.table} == {"bm25"}
@@ -351,7 +352,7 @@ def test_embedding_that_would_overrun_the_budget_is_abandoned() -> None:
 
 def test_max_settings_bounds_the_grid() -> None:
     documents, items = facts_corpus(4)
-    result = sweep(documents, items, grid=SweepGrid(max_settings=10))
+    result = sweep(documents, items, grid=SweepGrid(max_settings=10), early_stop=False)
     # 3 top_k values a chunking: 3 chunkings fit in 10 settings, 15 are skipped.
     assert result.settings_planned == result.settings_evaluated == 9
     assert len(result.skipped) == 15
@@ -378,7 +379,12 @@ def test_baseline_chunking_is_tried_first_and_flagged() -> None:
     }
     assert result.table[0].baseline
     # A baseline equal to a grid chunking is not tried twice.
-    again = sweep(documents, items, baseline=ChunkingParams(chunk_size=256, chunk_overlap=0))
+    again = sweep(
+        documents,
+        items,
+        baseline=ChunkingParams(chunk_size=256, chunk_overlap=0),
+        early_stop=False,
+    )
     assert again.settings_evaluated == 54
     assert sum(r.baseline for r in again.table) == 3
 
@@ -594,17 +600,29 @@ def _mixed_corpus() -> tuple[dict[str, str], list[EvalItem]]:
     return documents | facts, items + fact_items
 
 
+@pytest.mark.parametrize("early_stop", [False, True], ids=["exhaustive", "early-stop"])
 @pytest.mark.parametrize("embeddings", [None, FakeEmbeddings()], ids=["bm25", "dense"])
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_restricting_a_sweep_equals_sweeping_the_subset(embeddings: object, seed: int) -> None:
+def test_restricting_a_sweep_equals_sweeping_the_subset(
+    embeddings: object, seed: int, early_stop: bool
+) -> None:
     import random
 
     documents, items = _mixed_corpus()
     baseline = ChunkingParams(chunk_size=800, chunk_overlap=120)
-    full = sweep(documents, items, embeddings=embeddings, baseline=baseline)  # type: ignore[arg-type]
+    kwargs = {"embeddings": embeddings, "baseline": baseline, "early_stop": early_stop}
+    cache = SweepCache()
+    full = sweep(documents, items, cache=cache, **kwargs)  # type: ignore[arg-type]
     subset = random.Random(seed).sample(items, 9)
     restricted = restrict(full, subset)
-    fresh = sweep(documents, subset, embeddings=embeddings, baseline=baseline)  # type: ignore[arg-type]
+    fresh = sweep(documents, subset, **kwargs)  # type: ignore[arg-type]
+    if early_stop:
+        # The subset's search may want a setting the full one skipped: then restrict says
+        # so, and the sweep over the subset is served from the cache the full one filled.
+        if restricted is None:
+            restricted = sweep(documents, subset, cache=cache, **kwargs)  # type: ignore[arg-type]
+        exhaustive = sweep(documents, subset, **(kwargs | {"early_stop": False}))  # type: ignore[arg-type]
+        assert restricted.chosen == exhaustive.chosen
     assert restricted is not None
     assert restricted.model_dump(exclude={"timing"}) == fresh.model_dump(exclude={"timing"})
     assert restricted.chosen == fresh.chosen and restricted.evaluation.questions == 9

@@ -35,6 +35,7 @@ highest MRR; among those within `tolerance` of that, the smallest mean context.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import re
@@ -42,7 +43,7 @@ import threading
 import time
 from array import array
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
@@ -58,11 +59,23 @@ from pydantic import (
     model_validator,
 )
 
+from personagen.data._sweep_bounds import (
+    ChunkingBounds,
+    QuestionBounds,
+    SettingBound,
+    Standing,
+    chunking_bounds,
+    matters,
+    question_bounds,
+    setting_bound,
+)
+from personagen.data._sweep_cache import SweepCache, digest, model_identity
 from personagen.data.chunking import SPLITTERS, Splitter, chunk_text, validate_chunking
 from personagen.evaluators.retrieval_metrics import (
     RetrievalScores,
     TextRange,
     aggregate,
+    merge_ranges,
     score_retrieval,
 )
 from personagen.state.documents import Span
@@ -80,9 +93,11 @@ __all__ = [
     "SettingRow",
     "SkippedSetting",
     "SweepGrid",
+    "SweepCache",
     "SweepResult",
     "SweepTiming",
     "choose",
+    "restrict",
     "sweep",
 ]
 
@@ -546,48 +561,6 @@ def _prepare(
     return items, summary
 
 
-def _rows(
-    chunking: _Chunking,
-    retriever: Retriever,
-    rankings: Sequence[np.ndarray],
-    items: Sequence[_Item],
-    top_ks: Sequence[int],
-    doc_ids: Sequence[str],
-    collect: list[tuple[SettingRow, list[RetrievalScores]]] | None = None,
-) -> list[SettingRow]:
-    params = chunking.params
-    rows = []
-    for k in top_ks:
-        scores = []
-        for item, ranking in zip(items, rankings, strict=True):
-            retrieved = [
-                TextRange(doc_ids[chunking.doc[i]], int(chunking.start[i]), int(chunking.end[i]))
-                for i in ranking[:k].tolist()
-            ]
-            scores.append(score_retrieval(retrieved, item.gold))
-        row = _with_metrics(
-            SettingRow(
-                chunk_size=params.chunk_size,
-                chunk_overlap=params.chunk_overlap,
-                overlap_fraction=round(params.chunk_overlap / params.chunk_size, 4),
-                splitter=params.splitter,
-                retriever=retriever,
-                top_k=k,
-                hit_rate=0.0,
-                mrr=0.0,
-                span_recall=0.0,
-                context_chars=0.0,
-                chunks=len(chunking),
-                baseline=chunking.baseline,
-            ),
-            scores,
-        )
-        rows.append(row)
-        if collect is not None:
-            collect.append((row, scores))
-    return rows
-
-
 def _with_metrics(row: SettingRow, scores: Sequence[RetrievalScores]) -> SettingRow:
     metrics = aggregate(scores)
     return row.model_copy(
@@ -629,6 +602,8 @@ def _embedding_ranks(queries: np.ndarray, chunks: np.ndarray, depth: int) -> lis
 
 
 class _Budget:
+    """The sweep's wall-time budget: a hard deadline, also for calls into the model."""
+
     def __init__(self, seconds: float, stop: threading.Event | None = None) -> None:
         self.seconds = seconds
         self.started = time.perf_counter()
@@ -639,11 +614,604 @@ class _Budget:
     def elapsed(self) -> float:
         return time.perf_counter() - self.started
 
+    @property
+    def remaining(self) -> float:
+        return self.seconds - self.elapsed
+
     def allows(self, more: float) -> bool:
         """True when `more` seconds still fit; remembers when they did not."""
         fits = self.elapsed + more <= self.seconds and not (self.stop and self.stop.is_set())
         self.exhausted |= not fits
         return fits
+
+    def call(self, fn: Callable[[], Any], lock: threading.Lock) -> Any:
+        """`fn()` under `lock`, abandoned (raising `_OutOfTime`) at the deadline.
+
+        The call runs in a daemon thread: a model call cannot be interrupted, but the sweep
+        need not wait for it. The thread holds `lock` (one per model: a model object need
+        not be thread-safe) while it runs, so an abandoned call still blocks the next one.
+        """
+        box: dict[str, Any] = {}
+        done, abandoned = threading.Event(), threading.Event()
+
+        def work() -> None:
+            try:
+                with lock:
+                    if not abandoned.is_set():
+                        box["value"] = fn()
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller
+                box["error"] = exc
+            finally:
+                done.set()
+
+        threading.Thread(target=work, name="rag-sweep-embed", daemon=True).start()
+        finished = done.wait(max(self.remaining, 0.0))
+        if not finished or (self.stop is not None and self.stop.is_set()):
+            abandoned.set()
+            self.exhausted = True
+            raise _OutOfTime
+        if "error" in box:
+            raise box["error"]
+        return box["value"]
+
+
+class _OutOfTime(Exception):
+    """A model call would have ended past the sweep's deadline."""
+
+
+_MODEL_LOCKS: dict[int, threading.Lock] = {}
+_MODEL_LOCKS_GUARD = threading.Lock()
+
+
+def _model_lock(model: object) -> threading.Lock:
+    with _MODEL_LOCKS_GUARD:
+        return _MODEL_LOCKS.setdefault(id(model), threading.Lock())
+
+
+# --- units of work: a chunking's BM25 rows, or its embedding and hybrid rows ------------------
+
+Group = Literal["bm25", "dense"]
+_Unit = tuple[tuple[int, int, str], Group]
+_EARLY_STOP_REASON = "its best possible scores cannot change the chosen setting (early stop)"
+_BUDGET_REASON = "time budget of {budget:g} s reached"
+_EMBED_OVERRUN = "embedding it would overrun the time budget"
+
+
+class _NotReplayable(Exception):
+    """A replay needs a unit that the original sweep did not evaluate."""
+
+
+@dataclass
+class _Plan:
+    """Everything that decides a sweep's outcome besides the questions."""
+
+    chunkings: list[ChunkingParams]
+    baseline_key: tuple[int, int, str] | None
+    retrievers: list[Retriever]
+    dense: list[Retriever]
+    top_ks: list[int]
+    depth: int
+    tolerance: float
+    early_stop: bool
+    corpus: str
+    model: str
+
+    def retrievers_of(self, group: Group) -> list[Retriever]:
+        return ["bm25"] if group == "bm25" else list(self.dense)
+
+
+def _question_key(item: _Item) -> str:
+    return digest("q", item.question, sorted(item.gold))
+
+
+class _Source:
+    """Per-question scores and bounds of units: from memory, the cache, or computed.
+
+    Every entry is keyed like `SweepCache` entries and also kept in `memory`, which a
+    result keeps so that `restrict` can replay the sweep for a subset of the questions.
+    """
+
+    def __init__(
+        self,
+        plan: _Plan,
+        memory: dict[str, Any],
+        *,
+        cache: SweepCache | None = None,
+        work: _Work | None = None,
+    ) -> None:
+        self.plan = plan
+        self.memory = memory
+        self.cache = cache
+        self.work = work
+
+    # keys
+    def _score_key(self, key: tuple[int, int, str], retriever: str, item: str) -> str:
+        plan = self.plan
+        model = plan.model if retriever != "bm25" else None
+        depth = plan.depth if retriever == "hybrid" else None
+        return digest("s", plan.corpus, key, retriever, model, depth, item)
+
+    def _bounds_keys(self, key: tuple[int, int, str], items: Sequence[_Item]) -> list[str]:
+        plan = self.plan
+        k = max(plan.top_ks)
+        return [digest("cb", plan.corpus, key, k)] + [
+            digest("qb", plan.corpus, key, k, _question_key(item)) for item in items
+        ]
+
+    def _lookup(self, keys: list[str]) -> dict[str, Any]:
+        found = {k: self.memory[k] for k in keys if k in self.memory}
+        missing = [k for k in keys if k not in found]
+        if missing and self.cache is not None:
+            loaded = self.cache.get_many(missing)
+            self.memory.update(loaded)
+            found.update(loaded)
+        return found
+
+    def _store(self, entries: dict[str, Any]) -> None:
+        self.memory.update(entries)
+        if self.cache is not None:
+            self.cache.put_many(entries)
+
+    def cached(self, unit: _Unit, items: Sequence[_Item]) -> bool:
+        key, group = unit
+        keys = [
+            self._score_key(key, r, _question_key(i))
+            for r in self.plan.retrievers_of(group)
+            for i in items
+        ]
+        wanted = {str(k) for k in self.plan.top_ks}
+        found = self._lookup(keys + [digest("cb", self.plan.corpus, key, max(self.plan.top_ks))])
+        return all(k in found and wanted <= set(found[k]) for k in keys) and len(found) > len(
+            set(keys)
+        )
+
+    def bounds(self, unit: _Unit, items: Sequence[_Item]) -> list[SettingBound]:
+        """One bound a setting of the unit (retriever x top_k)."""
+        key, group = unit
+        keys = self._bounds_keys(key, items)
+        found = self._lookup(keys)
+        if len(found) < len(keys):
+            if self.work is None:
+                raise _NotReplayable
+            self._store(self.work.bounds(key, items, keys))
+            found = self._lookup(keys)
+        whole = ChunkingBounds(chunks=found[keys[0]][0], shortest=tuple(found[keys[0]][1]))
+        questions = [
+            QuestionBounds(gold=v[0], covers=tuple(v[1]), shortest_hit=v[2])
+            for v in (found[k] for k in keys[1:])
+        ]
+        size, overlap, splitter = key
+        return [
+            setting_bound(
+                questions,
+                whole,
+                dense=retriever != "bm25",
+                top_k=k,
+                tie_key=(_RETRIEVER_ORDER[retriever], k, size, overlap, _SPLITTER_ORDER[splitter]),
+            )
+            for retriever in self.plan.retrievers_of(group)
+            for k in self.plan.top_ks
+        ]
+
+    def rows(
+        self, unit: _Unit, items: Sequence[_Item], params: ChunkingParams
+    ) -> list[tuple[SettingRow, list[RetrievalScores]]]:
+        """The unit's rows and per-question scores (raises `_OutOfTime`, `_SkipUnit`)."""
+        key, group = unit
+        retrievers = self.plan.retrievers_of(group)
+        qkeys = [_question_key(item) for item in items]
+        keys = {r: [self._score_key(key, r, q) for q in qkeys] for r in retrievers}
+        chunks_key = digest("cb", self.plan.corpus, key, max(self.plan.top_ks))
+        if not self.cached(unit, items):
+            if self.work is None:
+                raise _NotReplayable
+            computed = self.work.scores(unit, items)
+            entries: dict[str, Any] = {}
+            for retriever, per_item in computed.items():
+                for score_key, scores in zip(keys[retriever], per_item, strict=True):
+                    entries[score_key] = {str(k): list(s) for k, s in scores.items()}
+            entries.update(self.work.chunking_entry(key, chunks_key))
+            self._store(entries)
+        found = self._lookup([chunks_key, *(k for ks in keys.values() for k in ks)])
+        chunks = int(found[chunks_key][0])
+        out = []
+        for retriever in retrievers:
+            per_item = [found[k] for k in keys[retriever]]
+            for k in self.plan.top_ks:
+                scores = [RetrievalScores(bool(h), rr, sr, int(c)) for h, rr, sr, c in
+                          (entry[str(k)] for entry in per_item)]  # fmt: skip
+                row = _with_metrics(
+                    SettingRow(
+                        chunk_size=params.chunk_size,
+                        chunk_overlap=params.chunk_overlap,
+                        overlap_fraction=round(params.chunk_overlap / params.chunk_size, 4),
+                        splitter=params.splitter,
+                        retriever=retriever,
+                        top_k=k,
+                        hit_rate=0.0,
+                        mrr=0.0,
+                        span_recall=0.0,
+                        context_chars=0.0,
+                        chunks=chunks,
+                        baseline=key == self.plan.baseline_key,
+                    ),
+                    scores,
+                )
+                out.append((row, scores))
+        return out
+
+
+class _SkipUnit(Exception):
+    """A unit cannot be evaluated; `stop_rest` when no later unit of its phase can be."""
+
+    def __init__(self, reason: str, *, stop_rest: bool = False) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.stop_rest = stop_rest
+
+
+class _Work:
+    """Computes units for real: chunking, BM25 ranking, embeddings, scoring."""
+
+    def __init__(
+        self,
+        documents: Mapping[str, str],
+        doc_ids: Sequence[str],
+        plan: _Plan,
+        items: Sequence[_Item],
+        stopwords: frozenset[str],
+        embeddings: Embeddings | None,
+        budget: _Budget,
+        timing: SweepTiming,
+        batch_size: int,
+    ) -> None:
+        self.documents = documents
+        self.doc_ids = doc_ids
+        self.plan = plan
+        self.items = items
+        self.stopwords = stopwords
+        self.embeddings = embeddings
+        self.budget = budget
+        self.timing = timing
+        self.batch_size = batch_size
+        self.params = {_key(c): c for c in plan.chunkings}
+        self._chunkings: dict[tuple[int, int, str], _Chunking] = {}
+        self._lexicon: _Lexicon | None = None
+        self._queries: np.ndarray | None = None
+        self._query_error: str | None = None
+        self.chars_per_second: float | None = None
+        self.last_bm25_seconds = 0.0
+
+    def chunking(self, key: tuple[int, int, str]) -> _Chunking:
+        found = self._chunkings.get(key)
+        if found is None:
+            clock = time.perf_counter()
+            found = _chunk_corpus(
+                self.documents, self.doc_ids, self.params[key], key == self.plan.baseline_key
+            )
+            self.timing.chunking += time.perf_counter() - clock
+            self._chunkings[key] = found
+        return found
+
+    def chunking_entry(self, key: tuple[int, int, str], entry_key: str) -> dict[str, Any]:
+        chunking = self.chunking(key)
+        whole = chunking_bounds(chunking.start, chunking.end, max(self.plan.top_ks))
+        return {entry_key: [whole.chunks, list(whole.shortest)]}
+
+    def bounds(
+        self, key: tuple[int, int, str], items: Sequence[_Item], keys: list[str]
+    ) -> dict[str, Any]:
+        chunking = self.chunking(key)
+        clock = time.perf_counter()
+        max_k = max(self.plan.top_ks)
+        index = {doc_id: d for d, doc_id in enumerate(self.doc_ids)}
+        entries = self.chunking_entry(key, keys[0])
+        for entry_key, item in zip(keys[1:], items, strict=True):
+            bound = question_bounds(
+                _merged_gold(item, index), chunking.doc, chunking.start, chunking.end, max_k
+            )
+            entries[entry_key] = [bound.gold, list(bound.covers), bound.shortest_hit]
+        self.timing.scoring += time.perf_counter() - clock
+        return entries
+
+    def _bm25(self, chunking: _Chunking) -> list[np.ndarray]:
+        if not chunking.bm25:
+            if self._lexicon is None:
+                clock = time.perf_counter()
+                terms = set().union(*(item.terms for item in self.items))
+                self._lexicon = _Lexicon(self.documents, self.doc_ids, terms, self.stopwords)
+                self.timing.tokenize += time.perf_counter() - clock
+            clock = time.perf_counter()
+            chunking.bm25 = self._lexicon.rank(chunking, self.items, self.plan.depth)
+            self.timing.bm25 += time.perf_counter() - clock
+        return chunking.bm25
+
+    def scores(
+        self, unit: _Unit, items: Sequence[_Item]
+    ) -> dict[str, list[dict[int, tuple[bool, float, float, int]]]]:
+        """Per retriever, per question (in `items` order): scores by top_k."""
+        if list(items) != list(self.items):
+            raise _NotReplayable  # the sweep computes for its own questions only
+        key, group = unit
+        started = time.perf_counter()
+        chunking = self.chunking(key)
+        rankings: dict[str, list[np.ndarray]] = {}
+        if group == "bm25":
+            rankings["bm25"] = self._bm25(chunking)
+        else:
+            semantic = self._dense(chunking)
+            if "embedding" in self.plan.dense:
+                rankings["embedding"] = semantic
+            if "hybrid" in self.plan.dense:
+                lexical = self._bm25(chunking)
+                rankings["hybrid"] = [
+                    _fuse((a, b), self.plan.depth) for a, b in zip(lexical, semantic, strict=True)
+                ]
+        clock = time.perf_counter()
+        out = {
+            retriever: _scores_by_k(chunking, ranked, self.items, self.plan.top_ks, self.doc_ids)
+            for retriever, ranked in rankings.items()
+        }
+        self.timing.scoring += time.perf_counter() - clock
+        if group == "bm25":
+            self.last_bm25_seconds = time.perf_counter() - started
+        return out
+
+    def queries(self) -> np.ndarray:
+        if self._query_error is not None:
+            raise _SkipUnit(self._query_error, stop_rest=True)
+        if self._queries is None:
+            assert self.embeddings is not None
+            embeddings = self.embeddings
+            clock = time.perf_counter()
+            vectors: list[list[float]] = []
+            try:
+                lock = _model_lock(embeddings)
+                for item in self.items:
+                    question = item.question
+                    vectors.append(
+                        self.budget.call(lambda q=question: embeddings.embed_query(q), lock)
+                    )
+            except _OutOfTime:
+                self._query_error = "embedding the questions used up the time budget"
+            except Exception as exc:  # noqa: BLE001 - a failing model must not sink the sweep
+                log.warning("RAG sweep: embedding the questions failed: %s", exc)
+                self._query_error = f"embedding the questions failed: {exc}"
+            finally:
+                self.timing.embedding += time.perf_counter() - clock
+            if self._query_error is not None:
+                raise _SkipUnit(self._query_error, stop_rest=True)
+            self._queries = _normalize(np.asarray(vectors, dtype=np.float32))
+        return self._queries
+
+    def _dense(self, chunking: _Chunking) -> list[np.ndarray]:
+        """Each question's chunks by embedding similarity; the deadline is checked per batch."""
+        queries = self.queries()
+        if not len(chunking):
+            raise _SkipUnit("the chunking has no chunks")
+        assert self.embeddings is not None
+        embeddings = self.embeddings
+        sizes = (chunking.end - chunking.start).astype(np.int64)
+        total_chars = int(sizes.sum())
+        if self.chars_per_second and not self.budget.allows(total_chars / self.chars_per_second):
+            raise _SkipUnit(_EMBED_OVERRUN)
+        texts, doc_ids = self.documents, self.doc_ids
+        clock = time.perf_counter()
+        matrix: np.ndarray | None = None
+        done_chars = 0
+        failed: _SkipUnit | None = None
+        # A small first batch measures the model's speed before a whole batch is spent.
+        bounds = [0, *range(min(_PROBE_BATCH, self.batch_size), len(chunking), self.batch_size)]
+        lock = _model_lock(embeddings)
+        for lo, hi in zip(bounds, [*bounds[1:], len(chunking)], strict=True):
+            batch = [
+                texts[doc_ids[chunking.doc[i]]][chunking.start[i] : chunking.end[i]]
+                for i in range(lo, hi)
+            ]
+            batch_chars = int(sizes[lo:hi].sum())
+            if self.chars_per_second and not self.budget.allows(
+                batch_chars / self.chars_per_second
+            ):
+                failed = _SkipUnit(_EMBED_OVERRUN)
+                break
+            try:
+                vectors = np.asarray(
+                    self.budget.call(lambda b=batch: embeddings.embed_documents(b), lock),
+                    dtype=np.float32,
+                )
+            except _OutOfTime:
+                failed = _SkipUnit(_EMBED_OVERRUN, stop_rest=True)
+                break
+            except Exception as exc:  # noqa: BLE001 - reported as a skip with its reason
+                failed = _SkipUnit(f"embedding failed: {exc}", stop_rest=True)
+                break
+            if matrix is None:
+                matrix = np.empty((len(chunking), vectors.shape[1]), dtype=np.float32)
+            matrix[lo:hi] = vectors
+            done_chars += batch_chars
+            spent = time.perf_counter() - clock
+            self.chars_per_second = done_chars / spent if spent > 0 else None
+            projected = spent * (total_chars - done_chars) / max(done_chars, 1)
+            if hi < len(chunking) and not self.budget.allows(projected):
+                failed = _SkipUnit(_EMBED_OVERRUN)
+                break
+        self.timing.embedding += time.perf_counter() - clock
+        if failed is not None:
+            raise failed
+        if matrix is None:
+            raise _SkipUnit("no embeddings came back")
+        clock = time.perf_counter()
+        ranked = _embedding_ranks(queries, _normalize(matrix), self.plan.depth)
+        self.timing.scoring += time.perf_counter() - clock
+        return ranked
+
+
+def _merged_gold(item: _Item, index: Mapping[str, int]) -> list[tuple[int, int, int]]:
+    by_doc: dict[str, list[tuple[int, int]]] = {}
+    for gold in item.gold:
+        by_doc.setdefault(gold.doc_id, []).append((gold.start, gold.end))
+    return sorted(
+        (index[doc_id], start, end)
+        for doc_id, ranges in by_doc.items()
+        for start, end in merge_ranges(ranges)
+    )
+
+
+def _scores_by_k(
+    chunking: _Chunking,
+    rankings: Sequence[np.ndarray],
+    items: Sequence[_Item],
+    top_ks: Sequence[int],
+    doc_ids: Sequence[str],
+) -> list[dict[int, tuple[bool, float, float, int]]]:
+    out = []
+    for item, ranking in zip(items, rankings, strict=True):
+        per_k = {}
+        for k in top_ks:
+            retrieved = [
+                TextRange(doc_ids[chunking.doc[i]], int(chunking.start[i]), int(chunking.end[i]))
+                for i in ranking[:k].tolist()
+            ]
+            s = score_retrieval(retrieved, item.gold)
+            per_k[k] = (s.hit, s.reciprocal_rank, s.span_recall, s.context_chars)
+        out.append(per_k)
+    return out
+
+
+# --- the search: which units to evaluate, in which order, and when to stop -------------------
+
+
+@dataclass
+class _Outcome:
+    rows: list[SettingRow]
+    scored: list[tuple[SettingRow, list[RetrievalScores]]]
+    skipped: list[tuple[ChunkingParams, list[Retriever], str]]
+
+
+def _standing(rows: Sequence[SettingRow], tolerance: float) -> Standing | None:
+    chosen = choose(rows, tolerance=tolerance)
+    if chosen is None:
+        return None
+    best_recall = max(r.span_recall for r in rows)
+    best_mrr = max(r.mrr for r in rows if r.span_recall >= best_recall - tolerance)
+    return Standing(
+        recall=best_recall,
+        mrr=best_mrr,
+        key=(
+            chosen.context_chars,
+            _RETRIEVER_ORDER[chosen.retriever],
+            chosen.top_k,
+            chosen.chunk_size,
+            chosen.chunk_overlap,
+            _SPLITTER_ORDER[chosen.splitter],
+        ),
+    )
+
+
+def _search(
+    plan: _Plan,
+    source: _Source,
+    items: Sequence[_Item],
+    *,
+    budget: _Budget | None,
+    budget_seconds: float,
+    work: _Work | None,
+) -> _Outcome:
+    """Evaluate the plan's units; skip those that cannot change the choice (early stop).
+
+    BM25 units go in plan order (the run's own chunking, then its neighbours), then the
+    embedding units of the most promising chunkings (by their BM25 rows) first. A unit is
+    skipped when, by `_sweep_bounds`, no values it could score change `choose`'s pick on
+    the rows so far; at the end every skipped unit is checked against the final rows and
+    evaluated if it could change the pick there, until none could. So the choice equals
+    the exhaustive sweep's. Cached units are taken whatever the budget (they cost nothing).
+    """
+    tolerance = plan.tolerance
+    params = {_key(c): c for c in plan.chunkings}
+    out = _Outcome(rows=[], scored=[], skipped=[])
+    pruned: list[_Unit] = []
+    lost: set[tuple[int, int, str]] = set()  # chunkings the budget kept out entirely
+
+    def prunable(unit: _Unit) -> bool:
+        if not plan.early_stop or not out.rows:
+            return False
+        standing = _standing(out.rows, tolerance)
+        return not any(matters(b, standing, tolerance) for b in source.bounds(unit, items))
+
+    def evaluate(unit: _Unit) -> None:
+        got = source.rows(unit, items, params[unit[0]])
+        out.rows.extend(row for row, _ in got)
+        out.scored.extend(got)
+
+    def skip(unit: _Unit, reason: str, retrievers: list[Retriever] | None = None) -> None:
+        out.skipped.append((params[unit[0]], retrievers or plan.retrievers_of(unit[1]), reason))
+
+    budget_reason = _BUDGET_REASON.format(budget=budget_seconds)
+    if "bm25" in plan.retrievers:
+        stopped = False
+        for position, chunking in enumerate(plan.chunkings):
+            unit: _Unit = (_key(chunking), "bm25")
+            cached = source.cached(unit, items)
+            if not cached and budget is not None and work is not None:
+                if stopped or (position and not budget.allows(work.last_bm25_seconds)):
+                    stopped = True
+                    lost.add(unit[0])
+                    skip(unit, budget_reason, plan.retrievers)
+                    continue
+            if prunable(unit):
+                pruned.append(unit)
+                continue
+            evaluate(unit)
+
+    if plan.dense:
+        lexical = [r for r in out.rows if r.retriever == "bm25"]
+
+        def promise(key: tuple[int, int, str]) -> tuple[float, float, float]:
+            best = choose([r for r in lexical if _key(r.chunking) == key], tolerance=tolerance)
+            return (-best.span_recall, -best.mrr, best.context_chars) if best else (0.0, 0.0, 0.0)
+
+        order = sorted((k for k in params if k not in lost), key=promise)
+        stop_reason: str | None = None
+        for key in order:
+            unit = (key, "dense")
+            cached = source.cached(unit, items)
+            if not cached and stop_reason is not None:
+                skip(unit, stop_reason)
+                continue
+            if not cached and budget is not None and not budget.allows(0.0):
+                stop_reason = _EMBED_OVERRUN
+                skip(unit, stop_reason)
+                continue
+            if prunable(unit):
+                pruned.append(unit)
+                continue
+            try:
+                evaluate(unit)
+            except _SkipUnit as exc:
+                skip(unit, exc.reason)
+                if exc.stop_rest:
+                    stop_reason = exc.reason
+
+    # Every skipped unit must still be unable to change the final choice.
+    changed = True
+    while changed and pruned:
+        changed = False
+        standing = _standing(out.rows, tolerance)
+        for unit in list(pruned):
+            if any(matters(b, standing, tolerance) for b in source.bounds(unit, items)):
+                pruned.remove(unit)
+                changed = True
+                if budget is not None and not source.cached(unit, items) and not budget.allows(0):
+                    skip(unit, budget_reason)
+                    continue
+                try:
+                    evaluate(unit)
+                except _SkipUnit as exc:
+                    skip(unit, exc.reason)
+                break  # the standing may have moved
+    for unit in pruned:
+        skip(unit, _EARLY_STOP_REASON)
+    return out
 
 
 # --- the sweep ----------------------------------------------------------------------------
@@ -661,6 +1229,8 @@ def sweep(
     tolerance: float = 0.005,
     embed_batch_size: int = 64,
     stop: threading.Event | None = None,
+    cache: SweepCache | None = None,
+    early_stop: bool = True,
 ) -> SweepResult:
     """Try chunking x retrieval settings against gold spans and choose the best.
 
@@ -672,13 +1242,17 @@ def sweep(
         grid: Settings to try (default `SweepGrid()`).
         embeddings: A LangChain `Embeddings`; adds the `embedding` and `hybrid` retrievers.
         language: ISO 639-1 code; English drops English stopwords, as `BM25Index` does.
-        time_budget_s: Wall-time budget; chunkings (and embedding passes) that would start
-            after it, or are projected to overrun it, are skipped and reported. At least one
-            chunking is always evaluated.
-        baseline: The chunking the run used, tried first and flagged in the table.
+        time_budget_s: Wall-time budget, a hard deadline: chunkings and embedding passes
+            that would start after it, or are projected to overrun it, are skipped and
+            reported, and a model call still running at the deadline is abandoned. The
+            first chunking's BM25 rows are always evaluated (so there is a choice).
+        baseline: The chunking the run used, tried first (then its neighbours) and flagged.
         tolerance: See `choose`.
         embed_batch_size: Chunks per `embed_documents` call.
         stop: When set (from another thread), the sweep ends as if its time budget ran out.
+        cache: Where per-question results are kept across sweeps and processes.
+        early_stop: Skip settings whose best possible scores cannot change the choice (the
+            choice stays that of the exhaustive sweep; the table holds fewer rows).
 
     Returns:
         The result; `status` is "skipped" (with `reason`) when there is nothing to measure.
@@ -687,7 +1261,7 @@ def sweep(
         ValueError: An argument is out of range.
     """
     grid = grid or SweepGrid()
-    if time_budget_s <= 0:
+    if not time_budget_s > 0:
         raise ValueError(f"time_budget_s must be positive, got {time_budget_s!r}")
     if embed_batch_size < 1:
         raise ValueError(f"embed_batch_size must be at least 1, got {embed_batch_size!r}")
@@ -723,7 +1297,7 @@ def sweep(
             "to measure retrieval against"
         )
 
-    # Plan: retrievers, chunkings (baseline first), and the bound on settings.
+    # Plan: retrievers, chunkings (baseline and its neighbours first), the bound on settings.
     skips: list[SkippedSetting] = []
     wanted = list(dict.fromkeys(grid.retrievers or ["bm25", "embedding", "hybrid"]))
     if embeddings is None:
@@ -733,10 +1307,8 @@ def sweep(
         unavailable = []
     retrievers: list[Retriever] = [r for r in RETRIEVERS if r in wanted]  # type: ignore[misc]
     top_ks = sorted(set(grid.top_k))
-    chunkings = grid.chunkings()
+    chunkings = _ordered(grid.chunkings(), baseline)
     baseline_key = _key(baseline) if baseline is not None else None
-    if baseline is not None:
-        chunkings = [baseline, *(c for c in chunkings if _key(c) != baseline_key)]
     per_chunking = len(retrievers) * len(top_ks)
     if unavailable and grid.retrievers is not None:
         skips.extend(
@@ -764,65 +1336,42 @@ def sweep(
     planned = len(chunkings) * per_chunking
 
     clock = time.perf_counter()
-    terms = set().union(*(item.terms for item in items))
-    lexicon = _Lexicon(documents, doc_ids, terms, stopwords)
-    timing.tokenize = time.perf_counter() - clock
-
-    lexical = "bm25" in retrievers or "hybrid" in retrievers
+    corpus = digest(
+        "corpus",
+        language,
+        [(d, hashlib.sha256(documents[d].encode("utf-8", "surrogatepass")).hexdigest())
+         for d in doc_ids],
+    )  # fmt: skip
+    timing.tokenize += time.perf_counter() - clock
     dense: list[Retriever] = [r for r in retrievers if r != "bm25"]
-    depth = max(top_ks) if "hybrid" not in retrievers else max(max(top_ks), _FUSION_DEPTH)
-    rows: list[SettingRow] = []
-    collected: list[tuple[SettingRow, list[RetrievalScores]]] = []
-    done: list[_Chunking] = []
-    last_seconds = 0.0
-    for position, params in enumerate(chunkings):
-        if done and not budget.allows(last_seconds):
-            skips.extend(
-                SkippedSetting(
-                    **_key_dict(rest),
-                    retrievers=retrievers,
-                    settings=per_chunking,
-                    reason=f"time budget of {time_budget_s:g} s reached",
-                )
-                for rest in chunkings[position:]
-            )
-            break
-        started = time.perf_counter()
-        chunking = _chunk_corpus(documents, doc_ids, params, _key(params) == baseline_key)
-        chunked = time.perf_counter()
-        timing.chunking += chunked - started
-        if lexical:
-            chunking.bm25 = lexicon.rank(chunking, items, depth)
-        ranked = time.perf_counter()
-        timing.bm25 += ranked - chunked
-        if "bm25" in retrievers:
-            rows.extend(_rows(chunking, "bm25", chunking.bm25, items, top_ks, doc_ids, collected))
-        timing.scoring += time.perf_counter() - ranked
-        done.append(chunking)
-        last_seconds = time.perf_counter() - started
-        log.debug("RAG sweep: %s in %.2f s (%d chunks)", _key(params), last_seconds, len(chunking))
-
-    if dense and embeddings is not None:
-        rows.extend(
-            _embedding_pass(
-                embeddings,
-                documents,
-                doc_ids,
-                done,
-                rows,
-                items,
-                dense,
-                top_ks,
-                depth,
-                budget,
-                timing,
-                skips,
-                tolerance=tolerance,
-                batch_size=embed_batch_size,
-                collect=collected,
-            )
+    plan = _Plan(
+        chunkings=chunkings,
+        baseline_key=baseline_key,
+        retrievers=retrievers,
+        dense=dense,
+        top_ks=top_ks,
+        depth=max(top_ks) if "hybrid" not in retrievers else max(max(top_ks), _FUSION_DEPTH),
+        tolerance=tolerance,
+        early_stop=early_stop,
+        corpus=corpus,
+        model=model_identity(embeddings),
+    )
+    work = _Work(
+        documents, doc_ids, plan, items, stopwords, embeddings, budget, timing, embed_batch_size
+    )
+    memory: dict[str, Any] = {}
+    source = _Source(plan, memory, cache=cache, work=work)
+    outcome = _search(plan, source, items, budget=budget, budget_seconds=time_budget_s, work=work)
+    skips.extend(
+        SkippedSetting(
+            **_key_dict(params),
+            retrievers=skipped_retrievers,
+            settings=len(skipped_retrievers) * len(top_ks),
+            reason=reason,
         )
-
+        for params, skipped_retrievers, reason in outcome.skipped
+    )
+    rows = outcome.rows
     chosen = choose(rows, tolerance=tolerance)
     timing.budget_exhausted = budget.exhausted
     timing.seconds = round(budget.elapsed, 3)
@@ -850,16 +1399,44 @@ def sweep(
     )
     result._reuse = _Reuse(
         eval_items={item.question_id: item for item in eval_items},
-        items=items,
         lengths=lengths,
         stopwords=stopwords,
-        scored=collected,
-        chunking_order=[_key(c.params) for c in done],
+        plan=plan,
+        memory=memory,
+        planned_skips=[s for s in skips if s.reason.startswith(_PLANNED_SKIPS)],
         reusable=not budget.exhausted
         and len({item.question_id for item in eval_items}) == len(eval_items)
-        and all(skip.reason.startswith(_PLANNED_SKIPS) for skip in skips),
+        and all(
+            skip.reason.startswith(_PLANNED_SKIPS) or skip.reason == _EARLY_STOP_REASON
+            for skip in skips
+        ),
     )
     return result
+
+
+def _ordered(
+    chunkings: list[ChunkingParams], baseline: ChunkingParams | None
+) -> list[ChunkingParams]:
+    """The baseline first, then the grid's chunkings nearest to it, grid order without one.
+
+    Nearest: in size ratio, then overlap share, then the same splitter.
+    """
+    if baseline is None:
+        return chunkings
+    base_key = _key(baseline)
+    base_share = baseline.chunk_overlap / baseline.chunk_size
+
+    def distance(item: tuple[int, ChunkingParams]) -> tuple[float, float, int, int]:
+        position, params = item
+        return (
+            round(abs(math.log(params.chunk_size / baseline.chunk_size)), 9),
+            round(abs(params.chunk_overlap / params.chunk_size - base_share), 9),
+            0 if params.splitter == baseline.splitter else 1,
+            position,
+        )
+
+    rest = sorted(((i, c) for i, c in enumerate(chunkings) if _key(c) != base_key), key=distance)
+    return [baseline, *(c for _, c in rest)]
 
 
 def _key_dict(params: ChunkingParams) -> dict[str, Any]:
@@ -868,125 +1445,6 @@ def _key_dict(params: ChunkingParams) -> dict[str, Any]:
         "chunk_overlap": params.chunk_overlap,
         "splitter": params.splitter,
     }
-
-
-def _embedding_pass(
-    embeddings: Embeddings,
-    texts: Mapping[str, str],
-    doc_ids: Sequence[str],
-    chunkings: list[_Chunking],
-    bm25_rows: Sequence[SettingRow],
-    items: Sequence[_Item],
-    dense: list[Retriever],
-    top_ks: Sequence[int],
-    depth: int,
-    budget: _Budget,
-    timing: SweepTiming,
-    skips: list[SkippedSetting],
-    *,
-    tolerance: float,
-    batch_size: int,
-    collect: list[tuple[SettingRow, list[RetrievalScores]]] | None = None,
-) -> list[SettingRow]:
-    """Embedding and hybrid rows, most promising chunkings (by their BM25 rows) first."""
-    rows: list[SettingRow] = []
-    started = time.perf_counter()
-
-    def skip(chunking: _Chunking, reason: str) -> None:
-        skips.append(
-            SkippedSetting(
-                **_key_dict(chunking.params),
-                retrievers=dense,
-                settings=len(dense) * len(top_ks),
-                reason=reason,
-            )
-        )
-
-    query_vectors: list[list[float]] = []
-    failed: str | None = None
-    try:
-        for item in items:
-            query_vectors.append(embeddings.embed_query(item.question))
-            if not budget.allows(0.0):
-                failed = "embedding the questions used up the time budget"
-                break
-    except Exception as exc:  # noqa: BLE001 - a failing model must not sink the sweep
-        log.warning("RAG sweep: embedding the questions failed: %s", exc)
-        failed = f"embedding the questions failed: {exc}"
-    timing.embedding += time.perf_counter() - started
-    if failed:
-        for chunking in chunkings:
-            skip(chunking, failed)
-        return rows
-    queries = _normalize(np.asarray(query_vectors, dtype=np.float32))
-    del query_vectors
-
-    def promise(chunking: _Chunking) -> tuple[float, float, float]:
-        own = [r for r in bm25_rows if r.chunking == chunking.params]
-        best = choose(own, tolerance=tolerance)
-        return (-best.span_recall, -best.mrr, best.context_chars) if best else (0.0, 0.0, 0.0)
-
-    ordered = sorted(chunkings, key=promise)
-    chars_per_second: float | None = None
-    for position, chunking in enumerate(ordered):
-        if not len(chunking):
-            skip(chunking, "the chunking has no chunks")
-            continue
-        sizes = (chunking.end - chunking.start).astype(np.int64)
-        total_chars = int(sizes.sum())
-        if chars_per_second and not budget.allows(total_chars / chars_per_second):
-            for rest in ordered[position:]:
-                skip(rest, "embedding it would overrun the time budget")
-            break
-        clock = time.perf_counter()
-        matrix: np.ndarray | None = None
-        done_chars = 0
-        failed = None
-        # A small first batch measures the model's speed before a whole batch is spent.
-        bounds = [0, *range(min(_PROBE_BATCH, batch_size), len(chunking), batch_size)]
-        for lo, hi in zip(bounds, [*bounds[1:], len(chunking)], strict=True):
-            batch = [
-                texts[doc_ids[chunking.doc[i]]][chunking.start[i] : chunking.end[i]]
-                for i in range(lo, hi)
-            ]
-            try:
-                vectors = np.asarray(embeddings.embed_documents(batch), dtype=np.float32)
-            except Exception as exc:  # noqa: BLE001 - reported as a skip with its reason
-                failed = f"embedding failed: {exc}"
-                break
-            if matrix is None:
-                matrix = np.empty((len(chunking), vectors.shape[1]), dtype=np.float32)
-            matrix[lo:hi] = vectors
-            done_chars += int(sizes[lo:hi].sum())
-            spent = time.perf_counter() - clock
-            projected = spent * (total_chars - done_chars) / max(done_chars, 1)
-            if hi < len(chunking) and not budget.allows(projected):
-                failed = "embedding it would overrun the time budget"
-                break
-        spent = time.perf_counter() - clock
-        timing.embedding += spent
-        if done_chars and spent > 0:
-            chars_per_second = done_chars / spent
-        if failed or matrix is None:
-            skip(chunking, failed or "no embeddings came back")
-            if failed and failed.startswith("embedding failed"):
-                for rest in ordered[position + 1 :]:
-                    skip(rest, failed)
-                break
-            continue
-        clock = time.perf_counter()
-        ranked = _embedding_ranks(queries, _normalize(matrix), depth)
-        del matrix
-        if "embedding" in dense:
-            rows.extend(_rows(chunking, "embedding", ranked, items, top_ks, doc_ids, collect))
-        if "hybrid" in dense:
-            fused = [
-                _fuse((lexical, semantic), depth)
-                for lexical, semantic in zip(chunking.bm25, ranked, strict=True)
-            ]
-            rows.extend(_rows(chunking, "hybrid", fused, items, top_ks, doc_ids, collect))
-        timing.scoring += time.perf_counter() - clock
-    return rows
 
 
 # --- reusing a sweep for a subset of its questions -------------------------------------------
@@ -998,15 +1456,14 @@ _PLANNED_SKIPS = ("over max_settings", "no embeddings model was given")
 
 @dataclass
 class _Reuse:
-    """What `restrict` needs: the per-question scores behind every row."""
+    """What `restrict` needs: the plan and every per-question entry the sweep computed."""
 
     eval_items: dict[str, EvalItem]
-    items: list[_Item]
     lengths: dict[str, int]
     stopwords: frozenset[str]
-    scored: list[tuple[SettingRow, list[RetrievalScores]]]
-    chunking_order: list[tuple[int, int, str]]
-    dense_first: list[tuple[int, int, str]] = field(default_factory=list)
+    plan: _Plan
+    memory: dict[str, Any]
+    planned_skips: list[SkippedSetting]
     reusable: bool = True
 
 
@@ -1015,14 +1472,18 @@ def restrict(
 ) -> SweepResult | None:
     """The result `sweep` would give for `eval_items`, from a sweep over a superset of them.
 
-    Every question's scores are independent of the other questions', so a sweep run early
-    on every answered question (while the judges work) yields the sweep of the accepted
-    ones by re-aggregating. Returns None when that would not be exact: a question missing
-    or changed (other spans), or a setting skipped for a reason that depends on the
-    questions or on timing (the time budget, a failing embeddings model).
+    Every question's scores (and bounds) are independent of the other questions', so a
+    sweep run early on every answered question (while the judges work) yields the sweep of
+    the accepted ones by replaying its search on the stored per-question entries. Returns
+    None when that would not be exact: a question missing or changed (other spans), a
+    setting skipped for a reason that depends on the questions or on timing (the time
+    budget, a failing embeddings model), or a setting the subset's search would evaluate
+    that the original skipped as unable to change its choice.
     """
     reuse = result._reuse
     if result.status != "done" or reuse is None or not reuse.reusable:
+        return None
+    if tolerance != reuse.plan.tolerance:
         return None
     wanted = list(eval_items)
     if any(reuse.eval_items.get(item.question_id) != item for item in wanted):
@@ -1031,30 +1492,30 @@ def restrict(
     if not items:
         return None
     summary.documents, summary.chars = result.evaluation.documents, result.evaluation.chars
-    position = {item.question_id: i for i, item in enumerate(reuse.items)}
-    if any(item.question_id not in position for item in items):
+    source = _Source(reuse.plan, dict(reuse.memory))
+    try:
+        outcome = _search(reuse.plan, source, items, budget=None, budget_seconds=0.0, work=None)
+    except _NotReplayable:
         return None
-    picks = [position[item.question_id] for item in items]
-    rows = [_with_metrics(row, [scores[i] for i in picks]) for row, scores in reuse.scored]
-    # The table in the order `sweep` writes it: BM25 rows by chunking, then the embedding
-    # and hybrid rows chunking by chunking, the most promising (by BM25) first.
-    lexical = [r for r in rows if r.retriever == "bm25"]
-    dense: dict[tuple[int, int, str], list[SettingRow]] = {}
-    for row in rows:
-        if row.retriever != "bm25":
-            dense.setdefault(_key(row.chunking), []).append(row)
-
-    def promise(key: tuple[int, int, str]) -> tuple[float, float, float]:
-        best = choose([r for r in lexical if _key(r.chunking) == key], tolerance=tolerance)
-        return (-best.span_recall, -best.mrr, best.context_chars) if best else (0.0, 0.0, 0.0)
-
-    order = [k for k in reuse.chunking_order if k in dense]
-    ordered = sorted(order, key=promise)
-    table = lexical + [row for key in ordered for row in dense[key]]
+    top_ks = reuse.plan.top_ks
+    skipped = [
+        *reuse.planned_skips,
+        *(
+            SkippedSetting(
+                **_key_dict(params),
+                retrievers=retrievers,
+                settings=len(retrievers) * len(top_ks),
+                reason=reason,
+            )
+            for params, retrievers, reason in outcome.skipped
+        ),
+    ]
     return result.model_copy(
         update={
-            "chosen": choose(table, tolerance=tolerance),
-            "table": table,
+            "chosen": choose(outcome.rows, tolerance=tolerance),
+            "table": outcome.rows,
+            "skipped": skipped,
+            "settings_evaluated": len(outcome.rows),
             "evaluation": summary,
         }
     )
