@@ -123,7 +123,7 @@ def test_off_question_overlapping_the_gold_is_reported() -> None:
 
 def test_load_labels_names_the_entry_missing_a_field(tmp_path: Path) -> None:
     path = tmp_path / "labels.yaml"
-    path.write_text("questions:\n- {id: q1, doc: a.md, question: "Why?"}\n", encoding="utf-8")
+    path.write_text('questions:\n- {id: q1, doc: a.md, question: "Why?"}\n', encoding="utf-8")
     with pytest.raises(ValueError, match="question q1 lacks 'gold'"):
         quality.load_labels(path)
 
