@@ -304,6 +304,9 @@ def _check_loop_params(loop: str, params: dict[str, Any], where: str, *, final: 
 
     Normalizes `criteria` in place.
     """
+    budget = params.get("rag_sweep_budget_s")
+    if budget is not None and (isinstance(budget, bool) or not budget > 0):
+        raise SpecError(f"{where}.rag_sweep_budget_s: expected a positive number of seconds")
     if loop != "rewrite":
         return
     instruction = params.get("instruction")
