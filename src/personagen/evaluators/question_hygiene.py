@@ -195,7 +195,8 @@ def _json_strings(value: Any) -> Iterable[str]:
 def _examples_in_line(line: str) -> tuple[list[str], str | None]:
     """The example texts written in one literal line, and its label (`Document:`)."""
     found: list[str] = []
-    label = None
+    labelled = _LABEL_LINE.match(line)
+    label = labelled.group(1) if labelled else None
     position = line.find("{")
     while position != -1:
         try:
@@ -211,7 +212,6 @@ def _examples_in_line(line: str) -> tuple[list[str], str | None]:
     if numbered:
         found.append(numbered.group(1))
     elif labelled:
-        label = labelled.group(1)
         found.append(labelled.group(2))
     return [text.strip() for text in found if text.strip()], label
 
@@ -368,13 +368,18 @@ class QuestionHygiene:
             return "too short", f"{words} word(s)"
         if len(text) > MAX_CHARS or words > MAX_WORDS:
             return "too long", f"{len(text)} characters, {words} words"
-        echo = self._echo(text, source)
+        echo = self.echo_of(text, source)
         if echo is not None:
             return "echoes a prompt example", echo
         return None
 
-    def _echo(self, text: str, source: str) -> str | None:
-        """Which example `text` echoes, or None."""
+    def echo_of(self, text: str, source: str = "") -> str | None:
+        """Which prompt example `text` echoes (its words and the example), or None.
+
+        Args:
+            text: A question.
+            source: The excerpt it was drawn from: words found there are no echo.
+        """
         words = content_words(text) - _GENERIC
         if not words or not self.examples:
             return None
@@ -385,7 +390,9 @@ class QuestionHygiene:
             foreign = sorted(w for w in shared if not same_word(w, in_source))
             if not foreign:
                 continue
+            # Half the question's own words come from the example and not from the source;
+            # a copy of an example question needs only one such word.
             copied = fuzz.token_sort_ratio(normalized, example.normalized) >= ECHO_RATIO
-            if copied or (len(foreign) >= 2 and 2 * len(foreign) >= len(words)):
+            if 2 * len(foreign) >= len(words) and (copied or len(foreign) >= 2):
                 return f"words {', '.join(foreign)} from the example {example.text[:60]!r}"
         return None

@@ -1,0 +1,191 @@
+"""Question hygiene: runaway text cut or rejected, prompt-example echoes rejected, good kept."""
+
+from __future__ import annotations
+
+import pytest
+
+from personagen.evaluators.question_hygiene import (
+    REASONS,
+    QuestionHygiene,
+    prompt_examples,
+)
+from personagen.prompts.library import load_goal_definition
+from personagen.state.goal import PromptTemplate
+
+HOME = (
+    "Most lenders ask for a deposit of at least 5% of the price. The lender values the "
+    "property and checks your documents: pay slips, bank statements and your credit report. "
+    "A pre-approval letter is valid for 60 to 90 days. Closing costs add 2% to 5%."
+)
+CODE = (
+    'Check `hasattr(sys, "real_prefix")` to detect a virtualenv. Windows paths such as '
+    "C:\\Users\\build\\venv need raw strings. Indent with four spaces; tabs are never allowed."
+)
+PHONE = (
+    "To back up your phone, open Settings and tap Backup. Automatic backup saves your photos "
+    "and contacts every night; backups are stored in your cloud account."
+)
+
+
+@pytest.fixture(scope="module")
+def hygiene() -> QuestionHygiene:
+    goal, _ = load_goal_definition("qa")
+    return QuestionHygiene.for_goal(goal.prompts)
+
+
+# What the embedded model wrote in the runs of issue 15, and its kin.
+CUT = [
+    ("How do I get pre-approved? } # 1. How do I", "How do I get pre-approved?"),
+    ("How much is the deposit? 1.1.1.1.1.1.1.1.1.1.1", "How much is the deposit?"),
+    ('How long is the letter valid?"}, {"question": "What', "How long is the letter valid?"),
+    ("What does the lender check? What does the lender check?", "What does the lender check?"),
+    ("What are closing costs? 2. How do I pay them?", "What are closing costs?"),
+    ("How long is the letter valid? ######", "How long is the letter valid?"),
+    ("What are closing costs? The answer is below", "What are closing costs?"),
+]
+
+
+@pytest.mark.parametrize(("raw", "kept"), CUT)
+def test_runaway_tail_is_cut_and_recorded(hygiene: QuestionHygiene, raw: str, kept: str) -> None:
+    verdict = hygiene.check(raw, source=HOME)
+    assert verdict.question == kept
+    assert verdict.cut and verdict.detail.startswith("cut after the question mark")
+    record = verdict.record("generate_questions", excerpt="e1")
+    assert record is not None
+    assert record["action"] == "cut" and record["question"] == raw and record["kept_as"] == kept
+    assert record["excerpt"] == "e1" and record["reason"] in REASONS
+
+
+REJECTED = [
+    ("1.1.1.1.1.1.1.1", "runaway text"),
+    ("What is the deposit 1.1.1.1.1.1?", "runaway text"),
+    ("} # 1. How do I apply for a mortgage?", "runaway text"),
+    ('{"question": "How much is the deposit?"', "runaway text"),
+    ('"questions": [{"question": "How much is the deposit?"}]', "runaway text"),
+    ("How much is the deposit for a [flat?", "runaway text"),
+    ("How do I how do I pay the deposit?", "runaway text"),
+    ("What is the the the deposit?", "runaway text"),
+    ("Document: Most lenders ask for a deposit?", "runaway text"),
+    ("The lender values the property and checks your documents.", "not a question"),
+    ("Deposit?", "too short"),
+    ("", "too short"),
+    (
+        "Could you explain in plain words, step by step, which documents the lender wants to see "
+        "from a nurse on rotating shifts with overtime, night bonuses, a second part-time job, "
+        "savings held abroad, a car loan, two credit cards, a student loan that is nearly paid "
+        "off, and a parent who might give part of the deposit as a gift next spring?",
+        "too long",
+    ),
+    # The worked example of the embedded prompt, copied or paraphrased, about home buying:
+    ("How do I turn on automatic backup on my phone?", "echoes a prompt example"),
+    ("Does the backup save my photos and contacts?", "echoes a prompt example"),
+    ("How much free space does my cloud account have?", "echoes a prompt example"),
+    ("Can my phone back up my photos automatically every night?", "echoes a prompt example"),
+    ("Where are my backups stored?", "echoes a prompt example"),
+    ("How much does extra cloud storage cost?", "echoes a prompt example"),  # answer prompt
+    ("What does a retired teacher need to know about smartphones?", "echoes a prompt example"),
+]
+
+
+@pytest.mark.parametrize(("raw", "reason"), REJECTED)
+def test_bad_questions_rejected_with_reason(
+    hygiene: QuestionHygiene, raw: str, reason: str
+) -> None:
+    verdict = hygiene.check(raw, source=HOME)
+    assert verdict.question is None
+    assert verdict.reason == reason and verdict.detail
+    record = verdict.record("refine", pair="q1")
+    assert record == {
+        "question": raw,
+        "action": "removed",
+        "reason": reason,
+        "detail": verdict.detail,
+        "stage": "refine",
+        "pair": "q1",
+    }
+
+
+GOOD = [
+    ("How much deposit do I need to buy my first flat?", HOME),
+    ("What does pre-approval mean, and how long is it valid?", HOME),
+    ('What does "pre-approval" mean for my offer?', HOME),
+    ("Is it safe to rely on the lender's valuation?", HOME),
+    ("What is a deposit? How much do I need for a flat?", HOME),
+    ('Why does `hasattr(sys, "real_prefix")` tell me I am in a virtualenv?', CODE),
+    ("How do I write C:\\Users\\build\\venv in a Python string?", CODE),
+    ('What does `{"key": [1, 2]}` become after json.loads()?', CODE),
+    ("Why does `d[key]` raise KeyError when the key is missing?", CODE),
+    ("What changed between Python 3.11.2 and 3.12?", CODE),
+    ("How do I open the router page at 192.168.0.1?", HOME),
+    ("Wie viel Eigenkapital brauche ich für den Kauf einer Wohnung?", HOME),
+    ("¿Cuánto dinero necesito para la entrada de un piso?", HOME),
+    ("頭金はいくら必要ですか？", HOME),
+    ("住宅ローンの審査には何が必要ですか。", HOME),
+    ("كم يجب أن أدفع كدفعة أولى لشراء شقة؟", HOME),
+    # The example's own topic is no echo when the source really talks about it:
+    ("How do I turn on automatic backup on my phone?", PHONE),
+    ("Where are my backups stored?", PHONE),
+    # The persona reads on her phone; one shared word is not an echo:
+    ("Can I read my mortgage documents on my phone?", HOME),
+]
+
+
+@pytest.mark.parametrize(("question", "source"), GOOD)
+def test_good_questions_survive_unchanged(
+    hygiene: QuestionHygiene, question: str, source: str
+) -> None:
+    verdict = hygiene.check(question, source=source)
+    assert verdict.question == question, verdict.detail
+    assert verdict.record("generate_questions") is None
+
+
+@pytest.mark.parametrize(
+    ("raw", "kept"),
+    [
+        ("1. How much is the deposit?", "How much is the deposit?"),
+        ("- How much is the deposit?", "How much is the deposit?"),
+        ('"How much is the deposit?"', "How much is the deposit?"),
+        ("  How much is\nthe   deposit?  ", "How much is the deposit?"),
+    ],
+)
+def test_list_markers_quotes_and_whitespace_are_tidied(
+    hygiene: QuestionHygiene, raw: str, kept: str
+) -> None:
+    assert hygiene.check(raw, source=HOME).question == kept
+
+
+def test_examples_come_from_the_templates_not_a_list() -> None:
+    template = PromptTemplate(
+        system="You write questions. Reply in JSON.",
+        user=(
+            "Example.\n"
+            "Persona: Ana, a beekeeper\n"
+            "Document: Hives need inspecting every week in spring.\n"
+            'JSON: {"questions": [{"question": "How often should I inspect my hives?"}]}\n'
+            "Persona: {{ persona_short }}\n"
+            "Document: {{ excerpt }}\n"
+        ),
+    )
+    examples, labels = prompt_examples({"generate_questions": template})
+    texts = [e.text for e in examples]
+    assert texts == [
+        "Ana, a beekeeper",
+        "Hives need inspecting every week in spring.",
+        "How often should I inspect my hives?",
+    ]
+    assert labels == {"Persona", "Document", "JSON"}
+    hygiene = QuestionHygiene(examples=examples, labels=labels)
+    assert hygiene.check("How often do I inspect the hives?", HOME).reason == (
+        "echoes a prompt example"
+    )
+    assert hygiene.check("How often do I inspect the hives?", "Inspect hives weekly.").kept
+    # the phone example is not in this prompt: no echo
+    assert hygiene.check("Where are my backups stored?", HOME).kept
+
+
+def test_library_prompt_examples_are_found(hygiene: QuestionHygiene) -> None:
+    texts = " ".join(e.text for e in hygiene.examples)
+    # whatever the embedded prompts' examples are, none of them is an instruction line with
+    # a template variable in it
+    assert "{{" not in texts and "\x00" not in texts
+    assert {"Document", "Persona"} <= hygiene.labels or not hygiene.examples
