@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from langgraph.config import get_config, get_stream_writer
@@ -38,7 +38,7 @@ def instrumented(name: str) -> Callable[[NodeFn], NodeFn]:
             _emit({"stage": name, "event": "start", "iteration": iteration})
             recorder = None
             state, normalized = _normalized_input(state)
-            if runtime is not None and runtime.context is None:
+            if runtime is not None and _no_context(runtime.context):
                 # Invoked without a context (LangGraph Studio, a plain `ainvoke`): use the
                 # run's default one, and account its model calls as `personagen.run` does.
                 context = default_context_of(state)
@@ -80,6 +80,25 @@ def instrumented(name: str) -> Callable[[NodeFn], NodeFn]:
         return node
 
     return decorate
+
+
+def _no_context(context: Any) -> bool:
+    """Whether a node was given no live context (None, or the `{}` the LangGraph server sends).
+
+    A JSON client cannot send the live objects a context holds, so a non-empty mapping is an
+    error that names its keys, not something to ignore.
+    """
+    if context is None:
+        return True
+    if isinstance(context, Mapping):
+        if context:
+            raise ValueError(
+                f"context {sorted(context)!r} from a JSON client is not used: a run takes its "
+                "settings from its spec (and $PERSONAGEN_OUT_DIR / $PERSONAGEN_STATE_DIR); pass "
+                "context=None or {}"
+            )
+        return True
+    return False
 
 
 def default_context_of(state: Any) -> Any:
