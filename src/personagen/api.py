@@ -496,7 +496,11 @@ async def aresume(
     graph_input: Any = None
     if "spec" in snapshot.values:
         spec: RunSpec = snapshot.values["spec"]
-    elif record is not None and decision is None:
+    elif (
+        record is not None
+        and decision is None
+        and (checkpoint is None or _durable_target(checkpoint) == record.checkpoint)
+    ):
         # Killed before its input was checkpointed: nothing ran yet, start it from its record.
         spec = parse_spec(record.spec, origin=f"run record of {run_id!r}")
         graph_input = {"spec": spec, "run_id": run_id}

@@ -27,6 +27,7 @@ from personagen.llm._grammar import (  # noqa: E402
     check_grammar,
     gbnf_literal,
     json_text,
+    producible_bytes,
     schema_to_gbnf,
 )
 from personagen.llm._schema import bound_schema  # noqa: E402
@@ -54,7 +55,9 @@ UGLY = [
 ANY_CHAR = st.characters(codec=None, exclude_categories=())
 NASTY_CHAR = st.sampled_from(list('"\\{}[]()|*+?<>:=-^$.#\n\r\t\x00\x1f\x7f'))
 TEXT = st.text(st.one_of(ANY_CHAR, NASTY_CHAR), max_size=80)
-FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FAST = settings(
+    max_examples=60, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow]
+)
 
 
 def decode_gbnf_literal(literal: str) -> str:
@@ -117,6 +120,34 @@ def test_json_text_keeps_unicode_raw_and_escapes_only_what_json_must() -> None:
         json_text({1, 2})
 
 
+# SmolLM2-135M has no single-byte token for 0xF1/0xF2 (nor 0xC0, 0xC1, 0xF5-0xFF).
+SMOLLM2_BYTES = (
+    frozenset(range(256))
+    - {0x04, 0x06, 0x13, 0x14, 0x16, 0x1D, 0xC0, 0xC1}
+    - {
+        0xF1,
+        0xF2,
+        *range(0xF5, 0x100),
+    }
+)
+
+
+def test_characters_the_model_cannot_write_become_json_escapes() -> None:
+    # U+493BB is F1 89 8E BB in UTF-8: forced raw, no token matches and llama.cpp aborts.
+    assert json_text("a\U000493bb\U0001f600", SMOLLM2_BYTES) == '"a\\ud8e4\\udfbb\U0001f600"'
+    assert json_text("\x7f\u00e9", frozenset(range(0x80))) == '"\x7f\\u00e9"'
+    assert producible_bytes([b"a", b"ab", b"", b"\xf0"]) == frozenset({ord("a"), 0xF0})
+
+
+@FAST
+@given(TEXT)
+def test_escaped_for_the_model_still_round_trips(text: str) -> None:
+    written = json_text(text, SMOLLM2_BYTES)
+    assert json.loads(written) == text
+    assert all(byte in SMOLLM2_BYTES for byte in written.encode("utf-8"))
+    assert json.loads(decode_gbnf_literal(gbnf_literal(written))) == text
+
+
 # --------------------------------------------------------------------------- grammars
 
 
@@ -137,7 +168,7 @@ def test_random_enums_make_grammars_llama_cpp_parses(values: list[str]) -> None:
         assert gbnf_literal(json_text(value)) in grammar
 
 
-@settings(max_examples=5, deadline=None)
+@settings(max_examples=5, deadline=None, database=None)
 @given(st.lists(st.text(st.one_of(ANY_CHAR, NASTY_CHAR), min_size=300, max_size=400), max_size=3))
 def test_long_values(values: list[str]) -> None:
     check_grammar(enum_grammar([*values, "x" * 2000]))
@@ -198,7 +229,7 @@ def test_extractive_schema_over_ugly_sentences_builds_a_checked_grammar(
         assert gbnf_literal(json_text(quote)) in grammar
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=25, deadline=None, database=None)
 @given(st.lists(TEXT, min_size=1, max_size=6))
 def test_extractive_schema_over_random_sentences(texts: list[str]) -> None:
     schema = extractive([f"Sentence {i} says {t.replace('.', ',')}." for i, t in enumerate(texts)])
@@ -248,7 +279,11 @@ class Pick(BaseModel):
 def test_a_native_failure_during_a_call_is_this_items_error(
     monkeypatch: pytest.MonkeyPatch, error: BaseException
 ) -> None:
-    shared = embedded._SharedLlama(llama=_ExplodingLlama(error), chat_format="chatml")  # type: ignore[arg-type]
+    shared = embedded._SharedLlama(
+        llama=_ExplodingLlama(error),  # type: ignore[arg-type]
+        chat_format="chatml",
+        _producible=frozenset(range(256)),
+    )
     monkeypatch.setattr(embedded, "_shared_llama", lambda *args: shared)
     model = EmbeddedChatModel(model_path="/nonexistent.gguf")
     with pytest.raises(StructuredOutputError, match=type(error).__name__) as caught:

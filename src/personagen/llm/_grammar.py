@@ -33,10 +33,17 @@ import re
 import sys
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
-__all__ = ["GrammarError", "check_grammar", "gbnf_literal", "json_text", "schema_to_gbnf"]
+__all__ = [
+    "GrammarError",
+    "check_grammar",
+    "gbnf_literal",
+    "json_text",
+    "producible_bytes",
+    "schema_to_gbnf",
+]
 
 
 class GrammarError(ValueError):
@@ -50,16 +57,24 @@ _LOOSE_CHAR = r'char ::= [^"\\] |'
 _STRICT_CHAR = r'char ::= [^"\\\x7F\x00-\x1F] |'
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
+_NOT_PLAIN_ASCII = re.compile("[^\x00-\x7e]")
 # Printable ASCII other than the two characters GBNF literals give meaning to.
 _GBNF_PLAIN = frozenset(chr(code) for code in range(0x20, 0x7F)) - {'"', "\\"}
 
 
-def json_text(value: Any) -> str:
+def json_text(value: Any, producible: frozenset[int] | None = None) -> str:
     r"""Return the JSON text a grammar should allow for `value`, as one valid-UTF-8 string.
 
     Like `json.dumps(value, ensure_ascii=False)` (raw Unicode, so a model copies text as it
-    saw it), except that lone surrogates, which cannot be encoded as UTF-8, are written as
-    `\uXXXX` escapes. `json.loads` of the result equals `value`.
+    saw it), except that a character is written as a `\uXXXX` escape (a surrogate pair above
+    U+FFFF) when it is a lone surrogate, which UTF-8 cannot encode, or when the model cannot
+    write it: one of its UTF-8 bytes is not in `producible`. `json.loads` of the result
+    equals `value`.
+
+    Args:
+        value: Any JSON-serializable value.
+        producible: The bytes the model has single-byte tokens for (see
+            `producible_bytes`); None writes every encodable character raw.
 
     Raises:
         GrammarError: If `value` is not JSON-serializable.
@@ -68,8 +83,36 @@ def json_text(value: Any) -> str:
         text = json.dumps(value, ensure_ascii=False)
     except (TypeError, ValueError) as exc:
         raise GrammarError(f"enum/const value {value!r} is not JSON: {exc}") from exc
-    # json.dumps never writes a surrogate itself: any here comes from inside a string.
-    return _SURROGATE.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
+
+    def escape(match: re.Match[str]) -> str:
+        char = match.group()
+        if not _SURROGATE.match(char):
+            raw = char.encode("utf-8")
+            if producible is None or all(byte in producible for byte in raw):
+                return char
+        code = ord(char)
+        if code <= 0xFFFF:
+            return f"\\u{code:04x}"
+        code -= 0x10000
+        return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
+
+    # json.dumps writes non-ASCII characters and DEL only inside strings, where an escape
+    # is valid JSON for the same character.
+    return _NOT_PLAIN_ASCII.sub(escape, text)
+
+
+def producible_bytes(pieces: Iterable[bytes]) -> frozenset[int]:
+    """The bytes a model can write one at a time: those that are a whole token's piece.
+
+    llama.cpp's grammar follows UTF-8 across tokens, so a character whose bytes are all here
+    can always be written. A character with a byte outside it (SmolLM2 has no token for the
+    lead bytes 0xF1 and 0xF2 of U+40000..U+BFFFF) may have no tokens at all: forced by a
+    grammar, it leaves every token rejected, and llama.cpp aborts the process.
+
+    Args:
+        pieces: The byte string of every token of the vocabulary.
+    """
+    return frozenset(piece[0] for piece in pieces if len(piece) == 1)
 
 
 def gbnf_literal(text: str) -> str:
@@ -102,24 +145,26 @@ def _converter_class() -> type:
     from llama_cpp.llama_grammar import SchemaConverter
 
     class _Converter(SchemaConverter):
-        # Property names go through _format_literal(json.dumps(name)), constants and enum
-        # values through _generate_constant_rule: both now escape every backslash.
+        # Property names go through _format_literal(json.dumps(name)) (pure ASCII), constants
+        # and enum values through _generate_constant_rule: both now escape every backslash.
+        producible: frozenset[int] | None = None
+
         def _format_literal(self, literal: str) -> str:
             return gbnf_literal(literal)
 
         def _generate_constant_rule(self, value: Any) -> str:
-            return gbnf_literal(json_text(value))
+            return gbnf_literal(json_text(value, self.producible))
 
     return _Converter
 
 
-def schema_to_gbnf(schema_json: str) -> str:
+def schema_to_gbnf(schema_json: str, producible: frozenset[int] | None = None) -> str:
     """Turn a JSON schema (as JSON text) into a GBNF grammar whose root rule is `root`.
 
     Same rules as llama-cpp-python's `json_schema_to_gbnf` (object keys in schema order,
     bounded strings and arrays, one optional space between tokens), with enum, const and
-    property-name literals written by `gbnf_literal` and control characters excluded from
-    free strings.
+    property-name literals written by `gbnf_literal` (values by `json_text` with
+    `producible`) and control characters excluded from free strings.
 
     Raises:
         GrammarError: If the converter cannot handle the schema.
@@ -129,6 +174,7 @@ def schema_to_gbnf(schema_json: str) -> str:
         converter = _converter_class()(
             prop_order={}, allow_fetch=False, dotall=False, raw_pattern=False
         )
+        converter.producible = producible
         schema = converter.resolve_refs(schema, "stdin")
         converter.visit(schema, "")
         gbnf: str = converter.format_grammar()

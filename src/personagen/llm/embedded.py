@@ -60,7 +60,12 @@ from langchain_core.utils.function_calling import convert_to_json_schema
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError
 
 from personagen.errors import LLMError, StructuredOutputError
-from personagen.llm._grammar import GrammarError, check_grammar, schema_to_gbnf
+from personagen.llm._grammar import (
+    GrammarError,
+    check_grammar,
+    producible_bytes,
+    schema_to_gbnf,
+)
 from personagen.llm._schema import bound_schema
 
 if TYPE_CHECKING:
@@ -258,6 +263,31 @@ class _SharedLlama:
     chat_format: str
     template: Any = None
     lock: threading.Lock = field(default_factory=threading.Lock)
+    _producible: frozenset[int] | None = None
+
+    def producible(self) -> frozenset[int]:
+        """The bytes this model has single-byte tokens for (read once from its vocabulary).
+
+        Grammars write characters outside them as JSON escapes: a character the model
+        cannot write would leave every token rejected, and llama.cpp aborts the process.
+        """
+        if self._producible is None:
+            import ctypes
+
+            import llama_cpp
+
+            with self.lock:
+                vocab = llama_cpp.llama_model_get_vocab(self.llama.model)
+                buffer = ctypes.create_string_buffer(8)
+
+                def piece(token: int) -> bytes:
+                    size = llama_cpp.llama_token_to_piece(vocab, token, buffer, 8, 0, False)
+                    return buffer.raw[:size] if 0 < size <= 8 else b""
+
+                self._producible = producible_bytes(
+                    piece(token) for token in range(self.llama.n_vocab())
+                )
+        return self._producible
 
 
 _llamas: dict[tuple[str, int], _SharedLlama] = {}
@@ -419,8 +449,11 @@ def render_prompt(
 
 
 @functools.lru_cache(maxsize=64)
-def _grammar_text(schema_json: str | None) -> str:
+def _grammar_text(schema_json: str | None, producible: frozenset[int] | None = None) -> str:
     """The GBNF grammar for a schema (any JSON when None), already parsed once by llama.cpp.
+
+    `producible` is the model's single-byte tokens (`_SharedLlama.producible`): enum and
+    const characters outside them are written as JSON escapes; None before a model is known.
 
     Raises:
         GrammarError: If the schema has no grammar or llama.cpp's parser rejects it; sampling
@@ -431,12 +464,14 @@ def _grammar_text(schema_json: str | None) -> str:
 
         gbnf: str = JSON_GBNF
     else:
-        gbnf = schema_to_gbnf(schema_json)
+        gbnf = schema_to_gbnf(schema_json, producible)
     check_grammar(gbnf)
     return gbnf
 
 
-def _grammar(response_format: dict[str, Any] | None) -> Any:
+def _grammar(
+    response_format: dict[str, Any] | None, producible: frozenset[int] | None = None
+) -> Any:
     """Build the checked `LlamaGrammar` for an OpenAI-style `response_format`, or None.
 
     Raises:
@@ -451,7 +486,7 @@ def _grammar(response_format: dict[str, Any] | None) -> Any:
 
     schema_json = json.dumps(schema) if schema is not None else None
     try:
-        text = _grammar_text(schema_json)
+        text = _grammar_text(schema_json, producible)
     except GrammarError as exc:
         raise StructuredOutputError(_schema_name(response_format), "", str(exc)) from exc
     return LlamaGrammar.from_string(text, verbose=False)
@@ -595,7 +630,8 @@ class EmbeddedChatModel(BaseChatModel):
         prompt, format_stops = render_prompt(messages, fmt, template)
         stops = list(dict.fromkeys([*format_stops, *(self.stop or []), *(stop or [])]))
         response_format = kwargs.get("response_format")
-        grammar = _grammar(response_format)  # checked: a bad grammar raises, never crashes
+        # Checked: a bad grammar raises here, never crashes the process at the first token.
+        grammar = _grammar(response_format, shared.producible()) if response_format else None
 
         def option(name: str) -> Any:
             value = kwargs.get(name)
@@ -605,10 +641,13 @@ class EmbeddedChatModel(BaseChatModel):
         with shared.lock:
             llama = shared.llama
             try:
-                encoded = prompt.encode("utf-8")
-                n_prompt = len(llama.tokenize(encoded, add_bos=True, special=True))
+                # A lone surrogate (text decoded with surrogateescape) cannot be UTF-8:
+                # it becomes "?" rather than failing the call.
+                encoded = prompt.encode("utf-8", "replace")
+                tokens = llama.tokenize(encoded, add_bos=True, special=True)
             except Exception as exc:  # noqa: BLE001 - a native failure is this call's error
                 raise _call_error(response_format, "cannot tokenize the prompt", exc) from exc
+            n_prompt = len(tokens)
             room = self.n_ctx - n_prompt
             if room < 1:
                 raise LLMError(
@@ -616,8 +655,10 @@ class EmbeddedChatModel(BaseChatModel):
                     f"of {self.n_ctx} tokens; shorten the input or raise n_ctx"
                 )
             try:
+                # The tokens, not the text: llama-cpp-python would tokenize it again (the
+                # same way: BOS when the model wants one, special tokens parsed).
                 response = llama.create_completion(
-                    prompt,
+                    tokens,
                     max_tokens=min(max_tokens, room),
                     temperature=float(option("temperature")),
                     top_p=float(option("top_p")),
