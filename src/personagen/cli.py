@@ -202,7 +202,7 @@ def run(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
 ) -> None:
     """Run a spec end to end and write the output bundle."""
-    from personagen.api import arun, new_run_id
+    from personagen.api import arun, new_run_id, register_run
     from personagen.specfile import load_spec
 
     loaded = _apply_overrides(load_spec(spec), provider, model, base_url, structured_output)
@@ -211,6 +211,8 @@ def run(
             update={"run": loaded.run.model_copy(update={"auto_approve": True})}
         )
     rid = run_id or new_run_id()
+    # The id is shown only once the run can be resumed: its record (spec, out dir) is on disk.
+    register_run(rid, loaded, out_dir=out_dir, state_dir=state_dir)
     console.print(
         f"run {rid}: goal {loaded.goal.name}, {len(loaded.data)} data source(s), "
         f"provider {loaded.llm.provider}; resume with: personagen resume {rid}"
@@ -251,7 +253,10 @@ def run(
 @app.command()
 def resume(
     run_id: Annotated[str, typer.Argument(help="The run to continue.")],
-    out_dir: Annotated[Path, typer.Option("--out", help="Output directory.")] = Path("out"),
+    out_dir: Annotated[
+        Path | None,
+        typer.Option("--out", help="Output directory (default: where the run was writing)."),
+    ] = None,
     state_dir: Annotated[Path, typer.Option(help="Checkpoints and chunk store.")] = Path(
         ".personagen"
     ),
@@ -285,7 +290,10 @@ def review(
         Path | None, typer.Option(help="A ReviewDecision as YAML or JSON (scripted review).")
     ] = None,
     approve_all: Annotated[bool, typer.Option("--approve-all", help="Approve everything.")] = False,
-    out_dir: Annotated[Path, typer.Option("--out", help="Output directory.")] = Path("out"),
+    out_dir: Annotated[
+        Path | None,
+        typer.Option("--out", help="Output directory (default: where the run was writing)."),
+    ] = None,
     state_dir: Annotated[Path, typer.Option(help="Checkpoints and chunk store.")] = Path(
         ".personagen"
     ),

@@ -76,6 +76,7 @@ def list_runs(
 ) -> None:
     """List recorded runs, newest first."""
     with _open(db) as store:
+        store.mark_stale_runs()  # a run whose process died is not shown `running`
         runs = store.list_runs(limit=limit, status=status)
     console = _console()
     if as_json:
@@ -213,6 +214,7 @@ def show_run(
 ) -> None:
     """Show one run: overview, stages, scores per iteration, warnings, recommendations."""
     with _open(db) as store:
+        store.mark_stale_runs()
         run = store.get_run(run_id)
     console = _console()
     if as_json:

@@ -163,6 +163,14 @@ class RunRow(Base):
     counts: Mapped[dict[str, Any] | None]
     recommendations: Mapped[list[Any] | None]
     updated_at: Mapped[datetime | None]
+    host: Mapped[str | None] = mapped_column(String(255), comment="Host of the driving process.")
+    pid: Mapped[int | None] = mapped_column(Integer, comment="Process id driving the run.")
+    state_dir: Mapped[str | None] = mapped_column(Text, comment="Where its state and lock are.")
+    out_dir: Mapped[str | None] = mapped_column(Text, comment="Where its bundle is written.")
+
+
+_ADDED_COLUMNS = ("host", "pid", "state_dir", "out_dir")
+"""Run columns added after the first release: stores created before get them on open."""
 
 
 def _run_fk() -> Mapped[str]:
@@ -538,6 +546,42 @@ def _item_row(run_id: str, pair: QAPair) -> dict[str, Any]:
     }
 
 
+def _logged_usage(state_dir: str | None, run_id: str) -> dict[str, int] | None:
+    """A run's totals from the usage log in its state directory, if there is one."""
+    if state_dir is None or not (Path(state_dir) / "usage.sqlite").is_file():
+        return None
+    from personagen.llm.usage import UsageLog
+
+    try:
+        log = UsageLog(Path(state_dir) / "usage.sqlite")
+    except Exception:  # noqa: BLE001 - bookkeeping of a dead run is best effort
+        return None
+    try:
+        return log.totals(run_id)
+    except Exception:  # noqa: BLE001
+        return None
+    finally:
+        log.close()
+
+
+def _add_missing_columns(conn: Any) -> None:
+    """Add the run columns a store created by an older version lacks (nullable, no data)."""
+    from sqlalchemy import inspect
+
+    present = {c["name"] for c in inspect(conn).get_columns(RunRow.__tablename__)}
+    for name in _ADDED_COLUMNS:
+        if name in present:
+            continue
+        column = RunRow.__table__.columns[name]
+        kind = column.type.compile(dialect=conn.dialect)
+        try:
+            with conn.begin_nested():
+                conn.execute(text(f"ALTER TABLE {RunRow.__tablename__} ADD COLUMN {name} {kind}"))
+        except SQLAlchemyError as exc:
+            if "duplicate column" not in str(exc) and "already exists" not in str(exc):
+                raise  # another process adding it at the same moment is fine; nothing else
+
+
 class RunStore:
     """Records runs in SQLite or PostgreSQL and reads them back as plain views."""
 
@@ -634,6 +678,7 @@ class RunStore:
                                 text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK}
                             )
                         Base.metadata.create_all(conn, checkfirst=True)
+                        _add_missing_columns(conn)
                     break
                 except SQLAlchemyError as exc:
                     # Two processes creating the same table at once: the loser retries and
@@ -677,11 +722,33 @@ class RunStore:
 
     # -- writes ------------------------------------------------------------------------------
 
-    def record_start(self, run_id: str, spec: RunSpec) -> None:
-        """Record that a run started (or resumed) with this spec; secrets are not stored."""
+    def record_start(
+        self,
+        run_id: str,
+        spec: RunSpec,
+        *,
+        owner: tuple[str, int] | None = None,
+        state_dir: str | Path | None = None,
+        out_dir: str | Path | None = None,
+    ) -> None:
+        """Record that a run started (or resumed) with this spec; secrets are not stored.
+
+        Args:
+            run_id: the run.
+            spec: its spec.
+            owner: (host, pid) of the process driving it, for `mark_stale_runs`.
+            state_dir: its state directory (where its lock file is).
+            out_dir: where its bundle is written.
+        """
         now = datetime.now(UTC)
         with self._session(write=True) as session:
             row = self._run_row(session, run_id)
+            if owner is not None:
+                row.host, row.pid = owner
+            if state_dir is not None:
+                row.state_dir = str(state_dir)
+            if out_dir is not None:
+                row.out_dir = str(out_dir)
             row.status = "running"
             row.reason = None
             row.ended_at = None
@@ -694,11 +761,28 @@ class RunStore:
             row.spec = _clean(redact(spec.model_dump(mode="json")))
             row.updated_at = now
 
-    def record_status(self, run_id: str, status: str, reason: str | None = None) -> None:
-        """Set a run's status; a terminal status also sets its end time and runtime."""
+    def record_status(
+        self,
+        run_id: str,
+        status: str,
+        reason: str | None = None,
+        *,
+        usage: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Set a run's status; a terminal status also sets its end time and runtime.
+
+        `usage` (the usage log's totals: calls, input/output/total tokens, cache hits) records
+        what the run really spent so far, for runs that stop before their bundle is written.
+        """
         now = datetime.now(UTC)
         with self._session(write=True) as session:
             row = self._run_row(session, run_id)
+            if usage:
+                row.llm_calls = int(usage.get("llm_calls", usage.get("calls", row.llm_calls or 0)))
+                row.input_tokens = int(usage.get("input_tokens", row.input_tokens or 0))
+                row.output_tokens = int(usage.get("output_tokens", row.output_tokens or 0))
+                row.total_tokens = int(usage.get("total_tokens", row.total_tokens or 0))
+                row.cache_hits = int(usage.get("cache_hits", row.cache_hits or 0))
             row.started_at = row.started_at or now  # first seen now, if never started here
             row.status = status
             row.reason = _clean(reason)
@@ -832,6 +916,53 @@ class RunStore:
                 if rows:
                     session.execute(insert(model), _clean(rows))
 
+    def mark_stale_runs(self) -> list[str]:
+        """Mark `interrupted` every `running` run whose process is gone; return their ids.
+
+        A run's process holds its lock file while it drives the run (see
+        `personagen.store.run_records`); a free lock, or a recorded process id that no longer
+        exists on this host, means the process died (kill -9, crash, power loss) without
+        recording an end. Runs of other hosts, or without a recorded owner, are left alone.
+        """
+        from personagen.store.run_records import process_state
+
+        with self._session() as session:
+            running = [
+                (r.id, r.state_dir, r.host, r.pid)
+                for r in session.scalars(select(RunRow).where(RunRow.status == "running"))
+            ]
+        stale = []
+        for run_id, state_dir, host, pid in running:
+            if host is None and state_dir is None:
+                continue  # recorded by an older version: nothing to check against
+            if process_state(run_id, state_dir, host, pid) != "dead":
+                continue
+            usage = _logged_usage(state_dir, run_id)
+            with self._session(write=True) as session:
+                row = session.get(RunRow, run_id)
+                if row is None or row.status != "running":
+                    continue  # it ended (or resumed and ended) meanwhile
+                if process_state(run_id, state_dir, host, pid) != "dead":
+                    continue  # resumed meanwhile
+                who = f"pid {pid}" + (f" on {host}" if host else "") if pid else "its process"
+                row.status = "interrupted"
+                if usage:  # what the dead process really spent, from its durable call log
+                    row.llm_calls = usage["llm_calls"]
+                    row.input_tokens = usage["input_tokens"]
+                    row.output_tokens = usage["output_tokens"]
+                    row.total_tokens = usage["total_tokens"]
+                    row.cache_hits = usage["cache_hits"]
+                row.reason = (
+                    f"{who} ended without finishing; resume with: personagen resume {run_id}"
+                )
+                now = datetime.now(UTC)
+                row.ended_at = row.updated_at or now
+                if row.started_at is not None and row.runtime_seconds is None:
+                    row.runtime_seconds = round((row.ended_at - row.started_at).total_seconds(), 3)
+                row.updated_at = now
+            stale.append(run_id)
+        return stale
+
     def delete_run(self, run_id: str) -> None:
         """Forget a run and everything recorded about it."""
         with self._session(write=True) as session:
@@ -842,7 +973,7 @@ class RunStore:
 
     async def arecord(
         self,
-        method: Literal["record_start", "record_status", "record_finish"],
+        method: Literal["record_start", "record_status", "record_finish", "mark_stale_runs"],
         *args: Any,
         **kwargs: Any,
     ) -> bool:
