@@ -419,6 +419,21 @@ async def run_all(
 # --- figures ----------------------------------------------------------------------------------
 
 
+def selftest_verdicts(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per-metric verdicts from metadata.json's `judge_selftest`.
+
+    Takes the run's report (`{"metrics": {name: verdict}, "tokens": .., ...}`) or a bare
+    `{name: verdict}` mapping; anything that is not a verdict mapping is left out.
+    """
+    nested = report.get("metrics")
+    metrics: dict[str, Any] = nested if isinstance(nested, dict) else report
+    return {
+        name: {k: v for k, v in verdict.items() if k in ("auc", "passed", "probes", "tokens")}
+        for name, verdict in metrics.items()
+        if isinstance(verdict, dict) and "passed" in verdict
+    }
+
+
 def auc(positives: Sequence[float], negatives: Sequence[float]) -> float | None:
     """Rank AUC: P(positive > negative), ties counted 0.5; None without both classes."""
     if not positives or not negatives:
@@ -447,8 +462,10 @@ def summarize(
         run["seconds"] = round(run["seconds"] + o.seconds, 2)
         run["statuses"].append(o.status)
         run["outcomes"] = dict(Counter(p.outcome for p in by_config[o.config]))
-        for metric, verdict in o.selftest.items():
+        for metric, verdict in selftest_verdicts(o.selftest).items():
             selftests.setdefault(metric, []).append({"doc": o.doc, "config": o.config, **verdict})
+        if isinstance(o.selftest.get("tokens"), int):
+            run["selftest_tokens"] = run.get("selftest_tokens", 0) + o.selftest["tokens"]
     model = by_config["model"]
     correct, wrong = by_config["correct"], by_config["wrong"]
     accepted_wrong = {
@@ -507,7 +524,7 @@ def render_table(summary: dict[str, Any]) -> str:
     lines = [
         f"== quality: provider {summary['provider']}; {len(summary['docs'])} docs, "
         f"{summary['questions']} questions ==",
-        f"{'run':<8} {'runs':>4} {'tokens':>8} {'wall s':>8}  "
+        f"{'run':<8} {'runs':>4} {'tokens':>8} {'selftest':>8} {'wall s':>8}  "
         + " ".join(f"{o:>12}" for o in OUTCOMES),
     ]
     for config in CONFIGS:
@@ -516,7 +533,8 @@ def render_table(summary: dict[str, Any]) -> str:
             continue
         counts = run.get("outcomes", {})
         lines.append(
-            f"{config:<8} {run['runs']:>4} {run['tokens']:>8} {run['seconds']:>8.1f}  "
+            f"{config:<8} {run['runs']:>4} {run['tokens']:>8} "
+            f"{run.get('selftest_tokens', '-'):>8} {run['seconds']:>8.1f}  "
             + " ".join(f"{counts.get(o, 0):>12}" for o in OUTCOMES)
         )
         failed = [s for s in run["statuses"] if s != "done"]

@@ -194,11 +194,21 @@ def test_hits_and_retrieval_are_measured_against_the_gold_range() -> None:
     assert missing[0].outcome == "missing"
 
 
+def test_selftest_verdicts_read_the_run_report_and_a_bare_mapping() -> None:
+    verdict = {"auc": 0.5, "passed": False, "probes": 4, "good": [1.0], "reason": "r"}
+    report = {"probes": 4, "tokens": 120, "metrics": {"faithfulness": verdict}, "note": None}
+    expected = {"faithfulness": {"auc": 0.5, "passed": False, "probes": 4}}
+    assert quality.selftest_verdicts(report) == expected
+    assert quality.selftest_verdicts({"faithfulness": verdict, "tokens": 9}) == expected
+    assert quality.selftest_verdicts({}) == {}
+
+
 def test_importing_the_benchmark_does_no_work() -> None:
     assert "personagen.api" not in quality.__dict__
     assert callable(quality.main)
 
 
+@pytest.mark.slow  # ~15 s: nine runs (3 documents x model / correct / wrong answers)
 async def test_fake_provider_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Two questions per document through PersonaGen: every question is found in every run."""
     summary = await quality.amain(
