@@ -32,6 +32,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import sys
 import tempfile
 import time
@@ -265,6 +266,7 @@ class PairResult:
     scores: dict[str, float] = field(default_factory=dict)
     hit: bool = False
     gold_retrieved: bool = False
+    reasons: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -334,6 +336,7 @@ def score_pairs(
                 answer=row.get("answer") or "",
                 scores={k: float(v) for k, v in (row.get("scores") or {}).items()},
                 hit=any(_overlaps(r, gold) for r in ranges("spans")),
+                reasons=[str(r) for r in row.get("reasons") or []],
                 gold_retrieved=_covered(gold, ranges("contexts")),
             )
         )
@@ -506,7 +509,24 @@ def summarize(
         },
         "auc": aucs,
         "judge_selftest": selftests,
+        "rejection_reasons": {
+            config: dict(
+                Counter(
+                    reason_kind(r)
+                    for p in pairs
+                    if p.outcome != "accepted"
+                    for r in dict.fromkeys(p.reasons)
+                ).most_common(5)
+            )
+            for config, pairs in by_config.items()
+        },
     }
+
+
+def reason_kind(reason: str) -> str:
+    """A rejection reason without its figures, so that reasons group by kind."""
+    head = reason.split(":", 1)[0]
+    return re.sub(r"\d+(?:\.\d+)?", "#", head).strip()
 
 
 def _round(value: float | None) -> float | None:
@@ -540,6 +560,11 @@ def render_table(summary: dict[str, Any]) -> str:
         failed = [s for s in run["statuses"] if s != "done"]
         if failed:
             lines.append(f"{'':<8} run statuses other than done: {', '.join(failed)}")
+        reasons = summary["rejection_reasons"].get(config)
+        if reasons:
+            lines.append(
+                f"{'':<8} why not accepted: " + "; ".join(f"{n}x {r}" for r, n in reasons.items())
+            )
     by_kind = summary["accept_rate_wrong_by_kind"]
     lines += [
         f"answer hit rate (spans overlap gold)  {_fmt(summary['answer_hit_rate'])}    "
