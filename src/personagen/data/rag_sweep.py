@@ -45,6 +45,7 @@ from array import array
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import numpy as np
@@ -807,19 +808,19 @@ class _Source:
                 raise _NotReplayable
             computed = self.work.scores(unit, items)
             entries: dict[str, Any] = {}
-            for retriever, per_item in computed.items():
-                for score_key, scores in zip(keys[retriever], per_item, strict=True):
-                    entries[score_key] = {str(k): list(s) for k, s in scores.items()}
+            for retriever, computed_items in computed.items():
+                for score_key, by_k in zip(keys[retriever], computed_items, strict=True):  # type: ignore[index]
+                    entries[score_key] = {str(k): list(s) for k, s in by_k.items()}
             entries.update(self.work.chunking_entry(key, chunks_key))
             self._store(entries)
         found = self._lookup([chunks_key, *(k for ks in keys.values() for k in ks)])
         chunks = int(found[chunks_key][0])
         out = []
         for retriever in retrievers:
-            per_item = [found[k] for k in keys[retriever]]
+            stored = [found[k] for k in keys[retriever]]
             for k in self.plan.top_ks:
                 scores = [RetrievalScores(bool(h), rr, sr, int(c)) for h, rr, sr, c in
-                          (entry[str(k)] for entry in per_item)]  # fmt: skip
+                          (entry[str(k)] for entry in stored)]  # fmt: skip
                 row = _with_metrics(
                     SettingRow(
                         chunk_size=params.chunk_size,
@@ -968,9 +969,8 @@ class _Work:
             try:
                 lock = _model_lock(embeddings)
                 for item in self.items:
-                    question = item.question
                     vectors.append(
-                        self.budget.call(lambda q=question: embeddings.embed_query(q), lock)
+                        self.budget.call(partial(embeddings.embed_query, item.question), lock)
                     )
             except _OutOfTime:
                 self._query_error = "embedding the questions used up the time budget"
@@ -1016,7 +1016,7 @@ class _Work:
                 break
             try:
                 vectors = np.asarray(
-                    self.budget.call(lambda b=batch: embeddings.embed_documents(b), lock),
+                    self.budget.call(partial(embeddings.embed_documents, batch), lock),
                     dtype=np.float32,
                 )
             except _OutOfTime:
