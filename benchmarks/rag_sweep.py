@@ -8,7 +8,10 @@ from the smallest size to the largest.
 
 Usage:
     python benchmarks/rag_sweep.py [--sizes 1 10] [--questions 200]
-        [--embeddings none|fake|e5] [--budget 600] [--tracemalloc]
+        [--embeddings none|fake|e5] [--budget 600] [--tracemalloc] [--exhaustive]
+
+Each size is swept once more with the first sweep's cache (an unchanged rerun); that
+second time is printed as "rerun". `--exhaustive` turns the early stop off.
 
 `fake` is the deterministic hashing `FakeEmbeddings` (pure Python), `e5` the embedded
 multilingual-e5-small (needs the `local` extra; slow on CPU, so the budget decides).
@@ -25,7 +28,7 @@ import sys
 import time
 import tracemalloc
 
-from personagen.data.rag_sweep import EvalItem, sweep
+from personagen.data.rag_sweep import EvalItem, SweepCache, sweep
 from personagen.state.documents import Span
 
 FUNCTION = (
@@ -174,11 +177,22 @@ def child(args: argparse.Namespace) -> None:
     baseline_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     if args.tracemalloc:
         tracemalloc.start()
+    cache = SweepCache()
+    options = {
+        "embeddings": embeddings,
+        "time_budget_s": args.budget,
+        "cache": cache,
+        "early_stop": not args.exhaustive,
+    }
     clock = time.perf_counter()
-    result = sweep(documents, items, embeddings=embeddings, time_budget_s=args.budget)
+    result = sweep(documents, items, **options)
     seconds = time.perf_counter() - clock
     traced = tracemalloc.get_traced_memory()[1] if args.tracemalloc else None
     peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    clock = time.perf_counter()
+    again = sweep(documents, items, **options)
+    rerun = time.perf_counter() - clock
+    assert again.chosen == result.chosen
     chosen = result.chosen
     print(
         json.dumps(
@@ -189,6 +203,7 @@ def child(args: argparse.Namespace) -> None:
                 "questions": result.evaluation.questions,
                 "generate_s": round(generated, 2),
                 "seconds": round(seconds, 2),
+                "rerun_s": round(rerun, 2),
                 "timing": result.timing.model_dump(),
                 "settings": result.settings_evaluated,
                 "planned": result.settings_planned,
@@ -215,6 +230,7 @@ def run(size: float, args: argparse.Namespace, *, trace: bool) -> dict:
         args.embeddings,
         "--budget",
         str(args.budget),
+        *(["--exhaustive"] if args.exhaustive else []),
     ]
     if trace:
         command.append("--tracemalloc")
@@ -229,6 +245,7 @@ def main() -> None:
     parser.add_argument("--embeddings", choices=["none", "fake", "e5"], default="none")
     parser.add_argument("--budget", type=float, default=600.0, help="sweep time budget (s)")
     parser.add_argument("--tracemalloc", action="store_true")
+    parser.add_argument("--exhaustive", action="store_true", help="no early stop")
     parser.add_argument("--child", type=float, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child is not None:
@@ -237,7 +254,7 @@ def main() -> None:
 
     print(
         f"RAG sweep, default grid, {args.questions} questions, embeddings={args.embeddings}, "
-        f"budget {args.budget:g} s"
+        f"budget {args.budget:g} s, early stop {'off' if args.exhaustive else 'on'}"
     )
     results = []
     for size in args.sizes:
@@ -252,7 +269,8 @@ def main() -> None:
             f"{row['seconds']:.1f} s [tokenize {t['tokenize']:.1f}, chunking {t['chunking']:.1f}, "
             f"bm25 {t['bm25']:.1f}, embedding {t['embedding']:.1f}, scoring {t['scoring']:.1f}], "
             f"{row['settings']}/{row['planned']} settings ({row['skipped']} skipped), "
-            f"peak RSS {row['peak_rss_mb']} MB (+{row['sweep_rss_mb']} MB in the sweep)"
+            f"peak RSS {row['peak_rss_mb']} MB (+{row['sweep_rss_mb']} MB in the sweep); "
+            f"rerun from the cache {row['rerun_s']:.2f} s"
             + (f", traced peak {row['traced_peak_mb']} MB" if row["traced_peak_mb"] else "")
         )
         for reason in row["skip_reasons"]:
