@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import copy
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.checkpoint.serde.base import maybe_add_typed_methods
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
 DEFAULT_STATE_DIR = Path(".personagen")
@@ -28,7 +32,12 @@ def run_checkpoint_path(run_id: str, state_dir: Path = DEFAULT_STATE_DIR) -> Pat
 
 
 def serializer() -> JsonPlusSerializer:
-    """A checkpoint serializer that deserializes every PersonaGen state type, nothing unknown."""
+    """A checkpoint serializer that deserializes every PersonaGen state type, nothing unknown.
+
+    Give it to your own checkpointer (`InMemorySaver(serde=serializer())`): LangGraph's default
+    serializer logs "Deserializing unregistered type personagen.state..." for each state type
+    (and will block them in a future version). `compile_graph` applies it by itself.
+    """
     import importlib
     import pkgutil
 
@@ -43,6 +52,32 @@ def serializer() -> JsonPlusSerializer:
             if isinstance(obj, type) and obj.__module__ == module.__name__
         )
     return JsonPlusSerializer(allowed_msgpack_modules=allowed)
+
+
+def with_state_types(checkpointer: BaseCheckpointSaver[Any]) -> BaseCheckpointSaver[Any]:
+    """`checkpointer` with `serializer()` if it has LangGraph's stock serializer; else as is.
+
+    A serializer the caller chose (encrypted, strict, their own class) is theirs to keep. The
+    saver is copied, not changed: it keeps its storage and connection.
+    """
+    if type(checkpointer.serde) is not JsonPlusSerializer:
+        return checkpointer
+    clone = copy.copy(checkpointer)
+    clone.serde = maybe_add_typed_methods(serializer())
+    return clone
+
+
+@asynccontextmanager
+async def server_checkpointer() -> AsyncIterator[BaseCheckpointSaver[Any]]:
+    """The LangGraph server's checkpointer (langgraph.json `checkpointer.path`).
+
+    SQLite at `$PERSONAGEN_STATE_DIR/checkpoints.sqlite` (default `.personagen`), the file
+    `personagen run` uses, with `serializer()`: the server's own in-memory saver would log an
+    "unregistered type" warning per state type and keep nothing across restarts.
+    """
+    state_dir = Path(os.environ.get("PERSONAGEN_STATE_DIR") or DEFAULT_STATE_DIR)
+    async with open_checkpointer(default_checkpoint_path(state_dir)) as saver:
+        yield saver
 
 
 @asynccontextmanager
