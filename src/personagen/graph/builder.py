@@ -79,7 +79,13 @@ def compile_graph(
     Compiling inspects every node (~30 ms); it is done once per process and each run gets a
     copy bound to its checkpointer (runs share no mutable state: LangGraph builds a run's
     channels from the checkpoint).
+    A checkpointer with LangGraph's stock serializer gets `serializer()`, which registers
+    every state type (no "Deserializing unregistered type" warnings).
     """
+    from personagen.graph.checkpoint import with_state_types
+
+    if checkpointer is not None:
+        checkpointer = with_state_types(checkpointer)
     return _compiled().copy(update={"checkpointer": checkpointer})
 
 
