@@ -216,3 +216,14 @@ async def test_async_embeddings_match_sync() -> None:
     )
     assert async_doc[0] == pytest.approx(sync_doc, abs=1e-5)
     assert async_query != pytest.approx(sync_doc, abs=1e-5)  # different e5 prefix
+
+
+def test_producible_bytes_of_the_packaged_model() -> None:
+    # Grammars JSON-escape characters with a byte outside this set (issue 15: a forced
+    # U+40000..U+BFFFF character, lead byte 0xF1/0xF2, made llama.cpp abort on SmolLM2).
+    shared = _shared_llama(default_model_path(), 4096, default_threads())
+    producible = shared.producible()
+    assert set(range(0x20, 0x7F)) <= producible  # every JSON escape can be written
+    assert shared.producible() is producible  # read once
+    if os.path.basename(default_model_path()).startswith("SmolLM2"):
+        assert {0xF1, 0xF2}.isdisjoint(producible) and 0xF0 in producible
