@@ -83,6 +83,8 @@ REJECTED = [
     ("Can my phone back up my photos automatically every night?", "echoes a prompt example"),
     ("Where are my backups stored?", "echoes a prompt example"),
     ("How much does extra cloud storage cost?", "echoes a prompt example"),  # answer prompt
+    # pieces of two examples of one prompt
+    ("How do I set up a cloud storage account for my data?", "echoes a prompt example"),
     ("What does a retired teacher need to know about smartphones?", "echoes a prompt example"),
 ]
 

@@ -385,14 +385,23 @@ class QuestionHygiene:
             return None
         in_source = content_words(source) if source else set()
         normalized = normalize_question(text)
+        # An echo mixes pieces of one prompt's worked example (its document, its questions,
+        # its answers): compare with each prompt's examples together.
+        scenes: dict[str, set[str]] = {}
         for example in self.examples:
-            shared = {w for w in words if same_word(w, example.words)}
+            scenes.setdefault(example.prompt, set()).update(example.words)
+        for prompt, scene in scenes.items():
+            shared = {w for w in words if same_word(w, scene)}
             foreign = sorted(w for w in shared if not same_word(w, in_source))
             if not foreign:
                 continue
             # Half the question's own words come from the example and not from the source;
             # a copy of an example question needs only one such word.
-            copied = fuzz.token_sort_ratio(normalized, example.normalized) >= ECHO_RATIO
-            if 2 * len(foreign) >= len(words) and (copied or len(foreign) >= 2):
-                return f"words {', '.join(foreign)} from the example {example.text[:60]!r}"
+            copied = max(
+                fuzz.token_sort_ratio(normalized, e.normalized)
+                for e in self.examples
+                if e.prompt == prompt
+            )
+            if 2 * len(foreign) >= len(words) and (copied >= ECHO_RATIO or len(foreign) >= 2):
+                return f"words {', '.join(foreign)} from the example of the {prompt!r} prompt"
         return None
