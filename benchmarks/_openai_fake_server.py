@@ -146,8 +146,10 @@ class _Filler:
         lowered = name.lower()
         if "headline" in lowered or "title" in lowered:
             return self.pick(self.headings or self.sentences, "h")[:80]
-        if lowered in {"theme", "themes", "entities", "entity", "keyphrases", "concepts", "text"}:
+        if lowered in {"theme", "themes", "entities", "entity", "keyphrases", "concepts"}:
             return self.pick(self.words, "w")
+        if lowered == "text":  # a summary or a rewrite: the text's first sentences
+            return " ".join(self.sentences[:3])
         if "query" in lowered or "question" in lowered:
             words = content_words(self.pick(self.sentences, "q"))[:6]
             return f"What does the guide say about {' '.join(words)}?"
@@ -174,7 +176,9 @@ class _Filler:
             count = max(schema.get("minItems", 0), min(3, schema.get("maxItems", 3)))
             return [self.fill(schema.get("items", {}), name) for _ in range(count)]
         if kind == "integer":
-            return int(schema.get("maximum", 1))
+            # Scores rate the input as good as their scale allows ("1 to 5 score"); verdicts 1.
+            scale = re.search(r"(\d+) to (\d+)", str(schema.get("description", "")))
+            return int(schema.get("maximum", scale.group(2) if scale else 1))
         if kind == "number":
             return float(min(schema.get("maximum", 1.0), 1.0))
         if kind == "boolean":
@@ -193,6 +197,17 @@ def _answer_from_context(request: FakeRequest, schema: dict[str, Any]) -> dict[s
     wanted = set(content_words(query))
     best = max(sentences(context) or [context], key=lambda s: len(wanted & set(content_words(s))))
     return {"text": best}
+
+
+def _persona_themes(request: FakeRequest) -> dict[str, Any]:
+    """Ragas' persona-to-themes mapping: every persona of the input gets the input's themes."""
+    data = request.ragas_input()
+    themes = [str(t) for t in data.get("themes", [])][:3]
+    names = [str(p.get("name")) for p in data.get("personas", []) if isinstance(p, dict)]
+    return {"mapping": {name: themes for name in names}}
+
+
+_RAGAS_TESTSET = {"PersonaThemesMapping": _persona_themes}
 
 
 def respond(body: dict[str, Any]) -> tuple[str, bool, str]:
@@ -225,7 +240,7 @@ def respond(body: dict[str, Any]) -> tuple[str, bool, str]:
         words = content_words(messages[-1].content if messages else "")[:20]
         return "OK: " + " ".join(str(w) for w in words), False, "text"
     request = FakeRequest(schema=_Schema(name, schema), messages=messages)  # type: ignore[arg-type]
-    responder = DEFAULT_RESPONDERS.get(name)
+    responder = DEFAULT_RESPONDERS.get(name) or _RAGAS_TESTSET.get(name)
     value = responder(request) if responder is not None else None
     if value is None:
         value = _answer_from_context(request, schema)
@@ -295,7 +310,9 @@ class FakeOpenAIServer:
             for m in body.get("messages", [])
         )
         extra = json.dumps([body.get("response_format"), body.get("tools")])
-        prompt_tokens = count_tokens(prompt_text) + (count_tokens(extra) if extra != "[null, null]" else 0)
+        prompt_tokens = count_tokens(prompt_text)
+        if extra != "[null, null]":  # schema / tool definitions are part of the prompt
+            prompt_tokens += count_tokens(extra)
         content, tool, name = respond(body)
         n = int(body.get("n") or 1)
         completion_tokens = count_tokens(content) * n

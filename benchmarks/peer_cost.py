@@ -198,7 +198,7 @@ def main() -> None:
         ("pairs accepted (judged)", None, accepted),
     ]
     print()
-    print(f"| | Ragas TG | PersonaGen | PersonaGen / Ragas |")
+    print("| | Ragas TG | PersonaGen | PersonaGen / Ragas |")
     print("|---|---:|---:|---:|")
     for name, theirs, mine in rows:
         ratio = f"{mine / theirs:.2f}" if theirs else "-"
