@@ -184,6 +184,7 @@ def test_recursive_schema_is_refused() -> None:
         ({"$ref": "#/$defs/Missing"}, {}, "cannot resolve"),
         ({"$ref": "https://example.com/s.json"}, {}, "only local"),
         ({"type": "string"}, {"max_string": 0}, "at least 1"),
+        ({"type": "object", "properties": {"pick": {"enum": []}}}, {}, "empty 'enum'"),
     ],
 )
 def test_bad_input(schema: dict[str, Any], kwargs: dict[str, Any], match: str) -> None:
@@ -192,10 +193,13 @@ def test_bad_input(schema: dict[str, Any], kwargs: dict[str, Any], match: str) -
 
 
 def test_llama_cpp_converter_accepts_the_result() -> None:
-    converter = pytest.importorskip("llama_cpp.llama_grammar")
+    pytest.importorskip("llama_cpp")
+    from personagen.llm._grammar import check_grammar, schema_to_gbnf
+
     for model in (Answer, Batch, Quote):
-        gbnf = converter.json_schema_to_gbnf(json.dumps(bound_schema(model.model_json_schema())))
+        gbnf = schema_to_gbnf(json.dumps(bound_schema(model.model_json_schema())))
         assert "root ::=" in gbnf
+        check_grammar(gbnf)  # llama.cpp's own parser accepts it
 
 
 # render_prompt needs no model either: how messages become llama.cpp prompts.

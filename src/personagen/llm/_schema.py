@@ -116,7 +116,11 @@ class _Bounder:
         if "const" in node:
             return {"const": node["const"]}
         if "enum" in node:
-            return {"enum": list(node["enum"])}
+            values = list(node["enum"])
+            if not values:
+                raise ValueError("an empty 'enum' accepts nothing and has no grammar")
+            # Any JSON value is fine, whatever its text: `personagen.llm._grammar` escapes it.
+            return {"enum": values}
 
         schema_type = node.get("type")
         if isinstance(schema_type, list):
