@@ -18,6 +18,9 @@ This module fixes both halves:
   escaped as `\xHH`, `\uHHHH` or `\UHHHHHHHH`). Any string - quotes, backslashes, braces,
   control characters, astral characters, GBNF metacharacters - is a valid enum value, and
   the only text the grammar allows for it parses back (`json.loads`) to that value.
+- Given the model's single-byte tokens (`producible_bytes`), a character the model cannot
+  write is JSON-escaped too: forced by a grammar, it would leave no token allowed, and
+  llama.cpp aborts the process (SIGABRT) when that happens.
 - `check_grammar` parses a grammar with llama.cpp's own parser (no model needed) and raises
   `GrammarError` with the parser's message instead of returning a grammar that would crash.
 """
