@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import pytest
 
+from personagen.api import arun
 from personagen.evaluators.question_hygiene import (
     REASONS,
     QuestionHygiene,
     prompt_examples,
 )
+from personagen.llm.fake import FakeChatModel, FakeRequest
 from personagen.prompts.library import load_goal_definition
 from personagen.state.goal import PromptTemplate
 
@@ -191,3 +196,46 @@ def test_library_prompt_examples_are_found(hygiene: QuestionHygiene) -> None:
     # a template variable in it
     assert "{{" not in texts and "\x00" not in texts
     assert {"Document", "Persona"} <= hygiene.labels or not hygiene.examples
+
+
+async def test_run_records_every_removal_and_keeps_custom_questions(
+    tmp_path: Path, make_spec: Any
+) -> None:
+    # The model writes one good question, one with a runaway tail, one echo of the prompt's
+    # example and one bit of JSON; the user's own (odd-looking) question is never touched.
+    written = [
+        "How much deposit do lenders ask for?",
+        "What does the lender check? } # 1. How do",
+        "How much free space does my cloud account have?",
+        '"questions": [{"question": "',
+    ]
+
+    def questions(request: FakeRequest) -> dict[str, Any]:
+        return {"questions": [{"question": q} for q in written]}
+
+    model = FakeChatModel(responders={"QuestionsOut": questions})
+    custom = "deposit 1.1.1.1 } ok"
+    spec = make_spec(
+        persona={"custom_questions": [custom]},
+        goal={"params": {"num_questions": 2}},
+        run={"max_iterations": 1, "cache": False},
+    )
+    result = await arun(
+        spec, chat_model=model, out_dir=tmp_path / "out", state_dir=tmp_path / "state"
+    )
+
+    assert result.status == "done"
+    questions_kept = sorted(p.question for p in result.pairs.values())
+    assert questions_kept == sorted(
+        [custom, "How much deposit do lenders ask for?", "What does the lender check?"]
+    )
+    metadata = result.metadata
+    removed = metadata["questions_removed"]
+    by_action = {(r["action"], r["reason"]) for r in removed}
+    assert ("cut", "runaway text") in by_action
+    assert ("removed", "echoes a prompt example") in by_action
+    assert ("removed", "runaway text") in by_action
+    assert all(r["stage"] == "generate_questions" and r["detail"] for r in removed)
+    assert metadata["counts"]["questions_removed"] == sum(
+        1 for r in removed if r["action"] == "removed"
+    )
