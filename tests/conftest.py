@@ -64,14 +64,19 @@ def make_spec(corpus_dir: Path) -> Any:
                 "goals": ["buy a flat"],
                 "custom_questions": [],
             },
-            "goal": {"name": "qa", "params": {"num_questions": 3}},
+            # The judges' self-test has tests of its own (test_selftest.py); here it would
+            # consume scripted judges' answers meant for the pairs.
+            "goal": {"name": "qa", "params": {"num_questions": 3, "selftest": False}},
             "data": [{"path": str(corpus_dir)}],
             "run": {"max_iterations": 2, "max_concurrency": 4},
             "llm": {"provider": "fake"},
         }
         for key, value in overrides.items():
             if isinstance(value, dict) and isinstance(spec.get(key), dict):
+                params = {**spec[key].get("params", {}), **value.get("params", {})}
                 spec[key] = {**spec[key], **value}
+                if key == "goal" and params and value.get("name", "qa") == "qa":
+                    spec[key]["params"] = params
             else:
                 spec[key] = value
         return spec

@@ -12,12 +12,14 @@ import asyncio
 import json
 import math
 import os
+import typing
 from dataclasses import dataclass
 from functools import cache
-from typing import Any
+from typing import Any, Literal
 
 from langchain_core.embeddings import Embeddings
 from langchain_core.messages import HumanMessage
+from pydantic import BaseModel, create_model
 
 from personagen.errors import BudgetExhausted
 from personagen.llm.client import LLMClient, is_transient
@@ -54,7 +56,9 @@ def _adapter_classes() -> tuple[type, type]:
             self.client = client
 
         async def agenerate(self, prompt: str, response_model: Any) -> Any:
-            return await self.client.structured([HumanMessage(content=prompt)], response_model)
+            return await self.client.structured(
+                [HumanMessage(content=prompt)], bounded_response_model(response_model)
+            )
 
         def generate(self, prompt: str, response_model: Any) -> Any:
             return asyncio.run(self.agenerate(prompt, response_model))
@@ -84,12 +88,57 @@ def _adapter_classes() -> tuple[type, type]:
     return ClientRagasLLM, LangChainRagasEmbedding
 
 
+# Ragas declares its binary verdicts as plain `int` ("the verdict(0/1)"); a judge that
+# answers 2 then yields a context precision of 1.33 or 254.6. These fields may only be 0 or 1.
+_BINARY_FIELDS = frozenset({"verdict", "noncommittal"})
+
+
+@cache
+def bounded_response_model(model: Any) -> Any:
+    """`model` with every binary verdict field typed `Literal[0, 1]`, nested models included.
+
+    Structured decoding then only allows legal verdicts (grammars, JSON schemas), and an
+    out-of-range answer fails validation (repaired, re-asked, then an error on the item),
+    instead of flowing into a score.
+    """
+    if not (isinstance(model, type) and issubclass(model, BaseModel)):
+        return model
+    overrides: dict[str, Any] = {}
+    for name, field in model.model_fields.items():
+        annotation = field.annotation
+        if name in _BINARY_FIELDS and annotation is int:
+            overrides[name] = (Literal[0, 1], field)
+            continue
+        bounded = _bounded_annotation(annotation)
+        if bounded is not annotation:
+            overrides[name] = (bounded, field)
+    if not overrides:
+        return model
+    return create_model(model.__name__, __base__=model, **overrides)
+
+
+def _bounded_annotation(annotation: Any) -> Any:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return bounded_response_model(annotation)
+    if typing.get_origin(annotation) is list:
+        (item,) = typing.get_args(annotation) or (Any,)
+        bounded = _bounded_annotation(item)
+        return annotation if bounded is item else list[bounded]  # type: ignore[valid-type]
+    return annotation
+
+
 @dataclass
 class MetricScore:
-    """A metric's value for one pair, or why it could not be computed."""
+    """A metric's value for one pair, in [0, 1], or why it could not be computed."""
 
     value: float | None
     reason: str
+
+    def __post_init__(self) -> None:
+        if self.value is not None and not (0.0 <= self.value <= 1.0):
+            # A score outside [0, 1] is a judge's malfunction, never a score.
+            self.reason = f"out-of-range value {self.value!r} ({self.reason})"
+            self.value = None
 
 
 class RagasJudge:
@@ -132,7 +181,14 @@ class RagasJudge:
             return MetricScore(None, f"{metric} could not be computed: {exc}")
         value = float(result.value)
         if math.isnan(value):
-            return MetricScore(0.0, f"{metric}: the answer yielded no checkable statements")
+            return MetricScore(None, f"{metric}: the judge found no statement to check")
+        if metric == "answer_relevancy" and -1.0 <= value < 0.0:
+            # A cosine below 0: the regenerated questions point away from the question.
+            return MetricScore(0.0, f"{metric}: {value:.2f} (negative similarity) counts as 0")
+        if not 0.0 <= value <= 1.0:
+            return MetricScore(
+                None, f"{metric} could not be computed: value {value!r} is not in [0, 1]"
+            )
         return MetricScore(round(value, 4), _explain(metric, value))
 
 

@@ -9,7 +9,7 @@ from typing import Any
 from personagen.llm._text import content_words
 from personagen.state.documents import Chunk
 from personagen.state.items import PersonaProfile, QAPair
-from personagen.state.metadata import IterationReport
+from personagen.state.metadata import IterationReport, JudgeSelfTest
 
 # "chunks never retrieved" fires when a whole document was never retrieved, or when at least
 # this share of all chunks never reached any answer's context.
@@ -124,6 +124,7 @@ def recommend(
     model_name: str,
     chunks: Sequence[Chunk] | None = None,
     data_refs: Sequence[Mapping[str, Any]] | None = None,
+    selftest: JudgeSelfTest | None = None,
 ) -> list[dict[str, Any]]:
     """Derive recommendations from what the run saw; each names its evidence.
 
@@ -137,8 +138,23 @@ def recommend(
         chunks: every chunk retrieval could return; gives the exact ids never retrieved.
         data_refs: `data_refs.json` rows (`id`, `source`, `chunks`): names the documents, and
             without `chunks` gives per-document counts of chunks never retrieved.
+        selftest: the judges' self-test, if it ran.
     """
     out: list[dict[str, Any]] = []
+    failed = selftest.failed() if selftest is not None else []
+    if failed:
+        unverified = [p for p in pairs if p.status == "unverified"]
+        out.append(
+            {
+                "kind": "stronger_judge",
+                "message": f"{len(failed)} judge metric(s) of {model_name} could not tell right "
+                f"answers from wrong ones on this data ({', '.join(m.metric for m in failed)}); "
+                f"{len(unverified)} pair(s) they would accept are in unverified.jsonl, not "
+                "accepted. Set llm.judge to a stronger model (any OpenAI-compatible endpoint), "
+                "or drop those metrics from goal.baseline",
+                "evidence": [f"{m.metric}: {m.reason}" for m in failed],
+            }
+        )
     unanswerable = [p for p in pairs if p.status == "unanswerable" or p.answerable is False]
     if unanswerable:
         out.append(

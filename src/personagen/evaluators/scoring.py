@@ -16,7 +16,11 @@ def iteration_report(
     min_accepted: int | None,
 ) -> IterationReport:
     """Scores and counts of the pass: means over judged answerable pairs, baseline verdict."""
-    judged = [p for p in pairs.values() if p.answerable and p.status in ("accepted", "failing")]
+    judged = [
+        p
+        for p in pairs.values()
+        if p.answerable and p.status in ("accepted", "unverified", "failing")
+    ]
     metrics = sorted({m for p in judged for m in p.scores})
     scores = {m: round(fmean(p.scores[m] for p in judged if m in p.scores), 4) for m in metrics}
     statuses = Counter(p.status for p in pairs.values())
@@ -34,12 +38,16 @@ def iteration_report(
     unanswered = sum(1 for p in pairs.values() if p.status == "failing" and not p.answerable)
     if unanswered:
         shortfalls.append(f"{unanswered} generated question(s) not answerable from the data")
-    needed = min_accepted if min_accepted is not None else accepted + failing
-    met = accepted >= max(1, needed) and (min_accepted is not None or failing == 0)
+    # Unverified pairs passed every trusted gate: reworking them cannot change what an
+    # untrusted judge says, so they count towards leaving the loop (never as accepted).
+    done = accepted + statuses["unverified"]
+    needed = min_accepted if min_accepted is not None else done + failing
+    met = done >= max(1, needed) and (min_accepted is not None or failing == 0)
     return IterationReport(
         iteration=iteration,
         scores=scores,
         accepted=accepted,
+        unverified=statuses["unverified"],
         failing=failing,
         unanswerable=statuses["unanswerable"],
         baseline_met=met,

@@ -2,7 +2,8 @@
 
     compose_persona -> review_persona? -> resolve_goal -> load_data -> generate_questions
       -> review_questions? -> answer (one task per question) -> collect_answers
-      -> evaluate (one task per answer) -> check_constraints -> review_answers?
+      -> evaluate (one task per answer) + selftest_judges (once) -> check_constraints
+      -> review_answers?
       -> decide: refine -> answer ... | review_output? -> optimize_rag -> compose_output
 
 Nodes marked ? pause (LangGraph `interrupt`) only when the spec names their hook.
@@ -60,6 +61,7 @@ from personagen.nodes.run_hooks import (
     hooks_after_questions,
     hooks_before_output,
 )
+from personagen.nodes.selftest_judges import selftest_judges
 from personagen.state.graph import InputState, OutputState, State
 
 # The client retries each call; this retries a whole task when a call still failed transiently.
@@ -101,6 +103,7 @@ def build_graph() -> StateGraph[State, RunContext, InputState, OutputState]:
     builder.add_node("answer", answer, retry_policy=LLM_RETRY)
     builder.add_node("collect_answers", collect_answers)
     builder.add_node("evaluate", evaluate, retry_policy=LLM_RETRY)
+    builder.add_node("selftest_judges", selftest_judges, retry_policy=LLM_RETRY)
     builder.add_node("check_constraints", check_constraints, retry_policy=LLM_RETRY)
     builder.add_node("refine", refine, retry_policy=LLM_RETRY)
     builder.add_node("compose_output", compose_output)
@@ -144,12 +147,17 @@ def build_graph() -> StateGraph[State, RunContext, InputState, OutputState]:
     )
     builder.add_edge("answer", "collect_answers")
     builder.add_conditional_edges(
-        "collect_answers", after_answers, ["hooks_after_answers", "evaluate", "check_constraints"]
+        "collect_answers",
+        after_answers,
+        ["hooks_after_answers", "evaluate", "selftest_judges", "check_constraints"],
     )
     builder.add_conditional_edges(
-        "hooks_after_answers", dispatch_evaluations, ["evaluate", "check_constraints"]
+        "hooks_after_answers",
+        dispatch_evaluations,
+        ["evaluate", "selftest_judges", "check_constraints"],
     )
     builder.add_edge("evaluate", "check_constraints")
+    builder.add_edge("selftest_judges", "check_constraints")
     to_output = ["hooks_before_output", "review_output", "optimize_rag"]
     builder.add_conditional_edges(
         "check_constraints",

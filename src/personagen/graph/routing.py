@@ -11,7 +11,7 @@ from personagen.graph.context import RunContext
 from personagen.nodes._common import new_questions
 from personagen.nodes._instrument import default_context_of
 from personagen.nodes._review import hook_enabled
-from personagen.state.graph import AnswerTask, JudgeTask, State
+from personagen.state.graph import AnswerTask, JudgeTask, SelfTestTask, State
 
 # The hook and review steps are nodes of their own (a hook runs exactly once; a review pauses
 # and re-runs only itself). The routers below skip them when nothing is configured at that
@@ -147,7 +147,12 @@ def dispatch_answers(state: State) -> list[Send] | Literal["collect_answers"]:
 
 
 def dispatch_evaluations(state: State) -> list[Send] | Literal["check_constraints"]:
-    """One `evaluate` task per freshly answered pair."""
+    """One `evaluate` task per freshly answered pair, and the judges' self-test once.
+
+    The self-test runs beside the first pass's judging (same step, no extra wall time);
+    `check_constraints` waits for both.
+    """
+    questions = [p.question for p in state["pairs"].values() if p.status != "rejected"]
     sends = [
         Send(
             "evaluate",
@@ -157,11 +162,25 @@ def dispatch_evaluations(state: State) -> list[Send] | Literal["check_constraint
                 goal=state["goal"],
                 spec=state["spec"],
                 iteration=state["iteration"],
+                questions=questions,
             ),
         )
         for pair in state["pairs"].values()
         if pair.status == "answered"
     ]
+    if sends and state.get("judge_selftest") is None and state["goal"].param("selftest"):
+        sends.append(
+            Send(
+                "selftest_judges",
+                SelfTestTask(
+                    pairs=list(state["pairs"].values()),
+                    persona=state["persona"],
+                    goal=state["goal"],
+                    doc_ids=[d.id for d in state["documents"]],
+                    spec=state["spec"],
+                ),
+            )
+        )
     return sends or "check_constraints"
 
 

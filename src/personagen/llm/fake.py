@@ -286,10 +286,19 @@ def _answer(request: FakeRequest) -> dict[str, Any]:
 
 
 def _persona_fit(request: FakeRequest) -> dict[str, Any]:
+    # A judge worth its name: an answer that does not take up the question does not suit.
+    question = (request.tag("question") or [""])[-1]
+    answer = (request.tag("answer") or [""])[-1]
+    if not question:
+        found = re.search(r"Question: (.*)\nAnswer: (.*)", request.user, flags=re.S)
+        question, answer = found.groups() if found else ("", "")
+    fits = _overlap(question, answer) >= 0.25
     return {
-        "reason": "The question and answer suit this person.",
+        "reason": "The question and answer suit this person."
+        if fits
+        else "The answer does not take up the question.",
         "question_fit": 4,
-        "answer_fit": 4,
+        "answer_fit": 4 if fits else 2,
     }
 
 
@@ -317,6 +326,11 @@ def _ragas_statements(request: FakeRequest) -> dict[str, Any]:
     return {"statements": sentences(str(request.ragas_input().get("answer", "")))}
 
 
+def _supported(statement: str, context: str) -> bool:
+    """A statement is supported when one sentence of the context holds most of its words."""
+    return any(_overlap(statement, s) >= 0.6 for s in sentences(context))
+
+
 def _ragas_nli(request: FakeRequest) -> dict[str, Any]:
     data = request.ragas_input()
     context = str(data.get("context", ""))
@@ -324,8 +338,8 @@ def _ragas_nli(request: FakeRequest) -> dict[str, Any]:
         "statements": [
             {
                 "statement": s,
-                "reason": "found in the context" if _overlap(s, context) >= 0.6 else "not found",
-                "verdict": int(_overlap(s, context) >= 0.6),
+                "reason": "found in the context" if _supported(s, context) else "not found",
+                "verdict": int(_supported(s, context)),
             }
             for s in data.get("statements", [])
         ]
@@ -340,7 +354,8 @@ def _ragas_relevance(request: FakeRequest) -> dict[str, Any]:
 
 def _ragas_precision(request: FakeRequest) -> dict[str, Any]:
     data = request.ragas_input()
-    useful = _overlap(str(data.get("answer", "")), str(data.get("context", ""))) >= 0.3
+    answer = str(data.get("answer", ""))
+    useful = any(_overlap(answer, s) >= 0.5 for s in sentences(str(data.get("context", ""))))
     return {"reason": "useful" if useful else "not useful", "verdict": int(useful)}
 
 

@@ -45,17 +45,16 @@ def regrounded(pair: QAPair, store: ChunkStore, doc_ids: Collection[str] = ()) -
 
     Each sentence of the answer is located in the pair's retrieved contexts, their
     documents, then the run's other documents (`doc_ids`: an editor may quote any of them);
-    sentences found nowhere are listed in `unmatched_quotes`. Spans of the answer before the
-    edit are dropped: they supported another text.
+    a sentence that is not verbatim is checked as a claim, and the source sentence that
+    supports it becomes its span (`evaluators.support`). Claims no source supports are listed
+    in `unmatched_quotes`. Spans of the answer before the edit are dropped: they supported
+    another text.
     """
-    from personagen.evaluators.grounding import ground_quotes
-    from personagen.llm._text import sentences
+    from personagen.evaluators.support import ground_answer
 
     if not pair.answer.strip():
         return pair.model_copy(update={"spans": [], "unmatched_quotes": []})
-    spans, unmatched = ground_quotes(
-        sentences(pair.answer), pair.contexts, store.get_text, also_in=doc_ids
-    )
+    spans, unmatched = ground_answer(pair.answer, pair.contexts, store.get_text, also_in=doc_ids)
     return pair.model_copy(update={"spans": spans, "unmatched_quotes": unmatched})
 
 

@@ -77,10 +77,17 @@ async def compose_output(state: State, runtime: Runtime[RunContext]) -> dict[str
             "questions_removed": sum(
                 1 for r in state.get("removed_questions", []) if r.get("action") == "removed"
             ),
+            "unverified": statuses["unverified"],
             "rejected_by_reason": dict(
-                Counter(r.split(":")[0] for p in rejected.values() for r in p.feedback)
+                Counter(c for p in rejected.values() for c in p.failed_checks).most_common()
+            ),
+            "unverified_by_reason": dict(
+                Counter(
+                    c for p in pairs.values() if p.status == "unverified" for c in p.failed_checks
+                ).most_common()
             ),
         },
+        "judge_selftest": _selftest_metadata(state),
         "duplicates_removed": state.get("removed_duplicates", []),
         "questions_removed": state.get("removed_questions", []),
         "hooks": [c.model_dump() for c in state.get("hook_log", [])],
@@ -95,6 +102,7 @@ async def compose_output(state: State, runtime: Runtime[RunContext]) -> dict[str
             model_name=ctx.llm.model_name,
             chunks=chunks,
             data_refs=data_refs,
+            selftest=state.get("judge_selftest"),
         ),
     }
     directory = ctx.out_dir / state["run_id"]
@@ -128,7 +136,7 @@ async def compose_output(state: State, runtime: Runtime[RunContext]) -> dict[str
             directory,
             metadata=metadata,
             pairs=[p for p in pairs.values() if p.status in ("accepted", "unanswerable")],
-            rejected=[p for p in pairs.values() if p.status == "rejected"],
+            rejected=[p for p in pairs.values() if p.status in ("rejected", "unverified")],
             persona=state["persona"].model_dump(mode="json"),
             goal=goal.model_dump(mode="json"),
             constraints=spec.constraints.model_dump(mode="json"),
@@ -136,3 +144,13 @@ async def compose_output(state: State, runtime: Runtime[RunContext]) -> dict[str
         )
     )
     return {"pairs": rejected, "events": events, "bundle_dir": str(directory), "status": "done"}
+
+
+def _selftest_metadata(state: State) -> dict[str, Any] | None:
+    """The judges' self-test with the tokens its probes cost (from its stage records)."""
+    selftest = state.get("judge_selftest")
+    if selftest is None:
+        return None
+    stages = [s for s in state.get("stages", []) if s.node == "selftest_judges"]
+    tokens = sum(s.input_tokens + s.output_tokens for s in stages)
+    return selftest.model_copy(update={"tokens": tokens}).model_dump(mode="json")

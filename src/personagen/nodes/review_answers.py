@@ -28,7 +28,7 @@ async def review_answers(state: State, runtime: Runtime[RunContext]) -> dict[str
     shown = [
         p
         for p in state["pairs"].values()
-        if p.iteration == iteration and p.status in ("accepted", "failing")
+        if p.iteration == iteration and p.status in ("accepted", "unverified", "failing")
     ]
     decision = ask(state, "answers", items=[as_item(p, with_answer=True) for p in shown])
     if decision.approve_all or not decision.items:

@@ -108,12 +108,14 @@ hooks_after_questions = _item_hook_node(
 )
 hooks_after_answers = _item_hook_node("after_answers", _this_pass("answered"), "answered")
 hooks_after_evaluation = _item_hook_node(
-    "after_evaluation", _this_pass("accepted", "failing"), "accepted", rescore=True
+    "after_evaluation", _this_pass("accepted", "unverified", "failing"), "accepted", rescore=True
 )
 hooks_before_output = _item_hook_node(
     "before_output",
     lambda state: [
-        p for p in state.get("pairs", {}).values() if p.status in ("accepted", "unanswerable")
+        p
+        for p in state.get("pairs", {}).values()
+        if p.status in ("accepted", "unverified", "unanswerable")
     ],
     "accepted",
 )

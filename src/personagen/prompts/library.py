@@ -26,7 +26,14 @@ from personagen.errors import SpecError
 from personagen.state.goal import GoalDefinition, PromptTemplate, ResolvedGoal
 from personagen.state.spec import Goal
 
-KNOWN_METRICS = ("faithfulness", "answer_relevancy", "context_precision", "persona_fit")
+KNOWN_METRICS = (
+    "grounding",
+    "relevance",
+    "faithfulness",
+    "answer_relevancy",
+    "context_precision",
+    "persona_fit",
+)
 
 LOOP_METRICS: dict[str, tuple[str, ...]] = {
     "qa": KNOWN_METRICS,

@@ -92,22 +92,39 @@ class ReplacementQuestionOut(BaseModel):
 
 MAX_EXTRACTIVE_SENTENCES = 24
 MAX_SENTENCE_CHARS = 400
+MIN_SENTENCE_CHARS = 12
 
 
-def extractive_answer_schema(contexts: list[str]) -> type[AnswerOut]:
-    """An `AnswerOut` whose quotes must be sentences of the contexts, verbatim.
+def candidate_sentences(contexts: list[str]) -> list[str]:
+    """The contexts' sentences an extractive answer may quote (whitespace collapsed).
 
-    Used with small local models: JSON-schema grammars turn the `enum` into a constraint, so
-    the model can only pick real sentences (measured: all picks verbatim, where free-text
-    quotes were verbatim a quarter of the time).
+    A "sentence" longer than `MAX_SENTENCE_CHARS` (a table, a code block, a list without
+    full stops) is split into its lines.
     """
     picked: list[str] = []
     for context in contexts:
         for sentence in sentences(context):
-            sentence = " ".join(sentence.split())
-            if 12 <= len(sentence) <= MAX_SENTENCE_CHARS and sentence not in picked:
-                picked.append(sentence)
-    picked = picked[:MAX_EXTRACTIVE_SENTENCES] or ["(no sentence)"]
+            parts = [sentence] if len(sentence) <= MAX_SENTENCE_CHARS else sentence.splitlines()
+            for part in parts:
+                part = " ".join(part.split())
+                if MIN_SENTENCE_CHARS <= len(part) <= MAX_SENTENCE_CHARS and part not in picked:
+                    picked.append(part)
+    return picked
+
+
+def extractive_answer_schema(
+    contexts: list[str] | None = None, *, options: list[str] | None = None
+) -> type[AnswerOut]:
+    """An `AnswerOut` whose quotes must be sentences of the contexts (or `options`), verbatim.
+
+    Used with small local models: JSON-schema grammars turn the `enum` into a constraint, so
+    the model can only pick real sentences (measured: all picks verbatim, where free-text
+    quotes were verbatim a quarter of the time). Pass the few sentences that best match the
+    question (`evaluators.relevance.rank_candidates`): a tiny model picks well among a few.
+    """
+    if options is None:
+        options = candidate_sentences(contexts or [])
+    picked = list(dict.fromkeys(options))[:MAX_EXTRACTIVE_SENTENCES] or ["(no sentence)"]
     quote_type = Literal[tuple(picked)]  # type: ignore[valid-type]
     model = create_model(
         "AnswerOut",

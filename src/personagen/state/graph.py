@@ -13,7 +13,7 @@ from personagen.state.documents import DocumentRef
 from personagen.state.goal import ResolvedGoal
 from personagen.state.hooks import HookChange
 from personagen.state.items import PersonaProfile, QAPair
-from personagen.state.metadata import Event, IterationReport, LLMCall, StageRun
+from personagen.state.metadata import Event, IterationReport, JudgeSelfTest, LLMCall, StageRun
 from personagen.state.outputs import RewriteItem, SummaryDraft, SummaryNote, merge_rewrites
 from personagen.state.spec import RunSpec
 
@@ -73,6 +73,8 @@ class State(InputState, total=False):
     """Summary loop: the summary being tuned, with its claims and judgements."""
     rewrites: Annotated[dict[str, RewriteItem], merge_rewrites]
     """Rewrite loop: every unit of the data and its rewrite, by id, in every status."""
+    judge_selftest: JudgeSelfTest | None
+    """How well each judge metric told right answers from wrong ones (run once)."""
     rag: dict[str, Any] | None
     """The RAG sweep's result (chosen parameters and the table tried)."""
     bundle_dir: str
@@ -114,3 +116,15 @@ class JudgeTask(TypedDict):
     goal: ResolvedGoal
     spec: RunSpec
     iteration: int
+    questions: NotRequired[list[str]]
+    """Every question of the run (the relevance judge's contrast)."""
+
+
+class SelfTestTask(TypedDict):
+    """The input of the `selftest_judges` task (sent once, beside the first judging)."""
+
+    pairs: list[QAPair]
+    persona: PersonaProfile
+    goal: ResolvedGoal
+    doc_ids: list[str]
+    spec: RunSpec

@@ -14,7 +14,8 @@ PairStatus = Literal[
     "pending",  # needs an answer
     "answered",  # needs judging
     "judged",  # judged, constraints not yet checked
-    "accepted",  # meets every baseline and constraint
+    "accepted",  # meets every baseline and constraint, judged by judges that passed their self-test
+    "unverified",  # would be accepted, but a baseline judge failed its self-test
     "failing",  # fell short; refine will rework it
     "unanswerable",  # the data does not answer it (kept and reported)
     "rejected",  # given up on, written to rejected.jsonl with its reasons
@@ -104,6 +105,11 @@ class QAPair(BaseModel):
     scores: dict[str, float] = Field(default_factory=dict)
     reasons: dict[str, str] = Field(default_factory=dict, description="Judge reasons by metric.")
     violations: list[Violation] = Field(default_factory=list)
+    failed_checks: list[str] = Field(
+        default_factory=list,
+        description="What the pair failed, by kind ('answer_relevancy below 0.50', "
+        "'no source span', 'constraint pii', ...): the same words for every pair, so they group.",
+    )
     status: PairStatus = "pending"
     feedback: list[str] = Field(
         default_factory=list, description="Reasons fed to the next regeneration."

@@ -180,6 +180,7 @@ def write_bundle(
     pairs: list[QAPair] = list(state.get("pairs", {}).values())
     kept = [p for p in pairs if p.status in ("accepted", "unanswerable")]
     rejected = [p for p in pairs if p.status == "rejected"]
+    unverified = [p for p in pairs if p.status == "unverified"]
     spec = state["spec"]
     files: dict[str, str] = {}
 
@@ -202,6 +203,10 @@ def write_bundle(
     if state["goal"].loop == "qa":  # other goals write their own files (store/goal_export.py)
         put("qa.jsonl", write_jsonl, (qa_row(p, sources) for p in kept))
         put("rejected.jsonl", write_jsonl, (qa_row(p, sources) for p in rejected))
+        if unverified:
+            # Pairs only a judge that failed its self-test vouched for: never mixed with
+            # the accepted ones.
+            put("unverified.jsonl", write_jsonl, (qa_row(p, sources) for p in unverified))
         put(
             "qa_finetune.jsonl",
             write_jsonl,

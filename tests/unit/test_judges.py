@@ -1,0 +1,219 @@
+"""The judges: bounded outputs, claim support, contrastive relevance, the self-test, the gate."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from typing import Any
+
+import pytest
+
+from personagen.evaluators.lexical import key_tokens, numbers
+from personagen.evaluators.ragas_metrics import MetricScore, bounded_response_model
+from personagen.evaluators.relevance import EmbeddingCache, contrastive_relevance, rank_candidates
+from personagen.evaluators.selftest import auc
+from personagen.evaluators.support import check_claims, ground_answer, source_sentences
+from personagen.llm.fake import FakeEmbeddings
+from personagen.nodes.check_constraints import _gate
+from personagen.state.documents import Span
+from personagen.state.items import QAPair, RetrievedContext
+from personagen.state.metadata import JudgeSelfTest, MetricSelfTest
+
+SOURCE = (
+    "Indent with four spaces for each level of indentation. Tabs are never allowed. "
+    'Check the interpreter with hasattr(sys, "real_prefix") only on old virtualenv releases. '
+    "Store Windows paths as C:\\new\\table in raw strings. The maximum line length is 99 "
+    "characters for code and 79 characters for docstrings."
+)
+
+
+def _ctx(text: str = SOURCE, doc: str = "d1") -> RetrievedContext:
+    return RetrievedContext(chunk_id="c", doc_id=doc, start=0, end=len(text), score=1.0, text=text)
+
+
+# --- bounded judge outputs ------------------------------------------------------------------
+
+
+def test_binary_verdicts_only_accept_0_or_1() -> None:
+    from personagen.evaluators.ragas_metrics import _ragas
+
+    _ragas()
+    from ragas.metrics.collections.context_precision.util import ContextPrecisionOutput
+    from ragas.metrics.collections.faithfulness.util import NLIStatementOutput
+
+    nli = bounded_response_model(NLIStatementOutput)
+    ok = nli.model_validate({"statements": [{"statement": "s", "reason": "r", "verdict": 1}]})
+    assert isinstance(ok, NLIStatementOutput)  # Ragas still gets its own type
+    for bad in (2, -1, 254):
+        with pytest.raises(ValueError):
+            nli.model_validate({"statements": [{"statement": "s", "reason": "r", "verdict": bad}]})
+        with pytest.raises(ValueError):
+            bounded_response_model(ContextPrecisionOutput).model_validate(
+                {"reason": "r", "verdict": bad}
+            )
+    schema = nli.model_json_schema()
+    assert schema["$defs"]["StatementFaithfulnessAnswer"]["properties"]["verdict"]["enum"] == [0, 1]
+
+
+@pytest.mark.parametrize("value", [1.33, 254.6, 1e15, -0.2, float("inf")])
+def test_a_score_outside_0_1_is_an_error_never_a_score(value: float) -> None:
+    score = MetricScore(value, "judge said so")
+    assert score.value is None and "out-of-range" in score.reason
+
+
+# --- claim support ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "Four spaces for each level of indentation.",
+        "Use 4 spaces per indentation level.",
+        'Only old virtualenv releases need the hasattr(sys, "real_prefix") check.',
+        "Code lines may be 99 characters long, docstrings 79.",
+    ],
+)
+def test_a_correct_paraphrase_is_supported(answer: str) -> None:
+    checks = check_claims(answer, source_sentences([_ctx()]))
+    assert all(c.supported for c in checks), [c.why for c in checks]
+    assert all(c.source and c.source.text in SOURCE for c in checks)
+
+
+@pytest.mark.parametrize(
+    ("answer", "why"),
+    [
+        ("Indent with two spaces for each level of indentation.", "number"),
+        ("The maximum line length is 120 characters for code.", "number"),
+        ("Tabs are allowed.", "negated"),
+        ('Check the interpreter with hasattr(sys, "base_prefix") on old releases.', "not in"),
+        ("Yes.", ""),
+    ],
+)
+def test_a_changed_fact_is_not_supported(answer: str, why: str) -> None:
+    checks = check_claims(answer, source_sentences([_ctx()]))
+    assert not all(c.supported for c in checks)
+    assert why in " ".join(c.why for c in checks)
+
+
+def test_numbers_and_key_tokens_survive_ugly_text() -> None:
+    assert numbers("1,000 items, four levels, 5%, -3.5e2") >= {"1000", "4", "5", "-350"}
+    assert {"C:\\new\\table", "os.path.join"} <= key_tokens(
+        'paths like C:\\new\\table and os.path.join("a", "b"), e.g. here'
+    )
+    assert "e.g" not in key_tokens("e.g. this")
+
+
+def test_edited_answer_is_grounded_claim_by_claim_across_documents() -> None:
+    other = "Refunds are paid within 10 working days of the end of the tenancy."
+    docs = {"d1": SOURCE, "d2": other}
+    spans, left = ground_answer(
+        "Refunds are paid within ten working days after the tenancy ends. Tabs are never allowed.",
+        [_ctx()],
+        docs.__getitem__,
+        also_in=["d2"],
+    )
+    assert {s.doc_id for s in spans} == {"d1", "d2"} and not left
+    for span in spans:
+        assert docs[span.doc_id][span.start : span.end] == span.text
+
+
+_ALPHABET = (
+    "abcXYZ 0123456789 \"'\\{}[]()<>.,;:!?\n\t\u00e9\u00df\u4e2d\u6587\u0627\u0644\U0001f600"
+)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_support_and_relevance_never_crash_on_ugly_text(seed: int) -> None:
+    rng = random.Random(seed)
+    text = "".join(rng.choice(_ALPHABET) for _ in range(rng.randint(0, 400)))
+    answer = "".join(rng.choice(_ALPHABET) for _ in range(rng.randint(0, 120)))
+    checks = check_claims(answer or "x", source_sentences([_ctx(text or "x")]))
+    assert all(isinstance(c.supported, bool) for c in checks)
+    result = asyncio.run(
+        contrastive_relevance(
+            text[:60] or "q?",
+            answer,
+            other_questions=[text[60:120]],
+            alternatives=[text, answer[:10]],
+            cache=EmbeddingCache(FakeEmbeddings()),
+        )
+    )
+    assert result.value is None or 0.0 <= result.value <= 1.0
+
+
+# --- contrastive relevance -------------------------------------------------------------------
+
+
+async def test_an_answer_to_another_question_loses_the_contrast() -> None:
+    cache = EmbeddingCache(FakeEmbeddings())
+    alternatives = [
+        "Indent with four spaces for each level of indentation.",
+        "The maximum line length is 99 characters for code and 79 characters for docstrings.",
+        "Tabs are never allowed.",
+    ]
+    question = "How many spaces do I indent with?"
+    others = ["What is the maximum line length for code?"]
+    right = await contrastive_relevance(
+        question, alternatives[0], other_questions=others, alternatives=alternatives, cache=cache
+    )
+    wrong = await contrastive_relevance(
+        question, alternatives[1], other_questions=others, alternatives=alternatives, cache=cache
+    )
+    assert right.value == 1.0
+    assert wrong.value is not None and wrong.value < 0.75
+    ranked = await rank_candidates(question, alternatives, cache)
+    assert ranked[0][0] == 0
+
+
+# --- self-test and gate ----------------------------------------------------------------------
+
+
+def test_auc_counts_ties_half_and_missing_as_zero() -> None:
+    assert auc([1.0, 1.0], [0.0, 0.0]) == 1.0
+    assert auc([0.5, 0.5], [0.5, 0.5]) == 0.5
+    assert auc([None], [0.0]) == 0.5
+    assert auc([], [1.0]) is None
+
+
+def _pair(**update: Any) -> QAPair:
+    base = QAPair(
+        id="q1",
+        question="How many spaces?",
+        answer="Four spaces.",
+        answerable=True,
+        spans=[Span(doc_id="d", start=0, end=4, text="Four")],
+        scores={"grounding": 1.0, "persona_fit": 0.9},
+        status="judged",
+    )
+    return base.model_copy(update=update)
+
+
+def _selftest(**passed: bool) -> JudgeSelfTest:
+    return JudgeSelfTest(
+        probes=3,
+        source="questions",
+        min_auc=0.75,
+        metrics={
+            m: MetricSelfTest(metric=m, auc=1.0 if ok else 0.5, passed=ok, reason="r")
+            for m, ok in passed.items()
+        },
+    )
+
+
+def test_a_judge_that_failed_its_selftest_does_not_accept() -> None:
+    baseline = {"grounding": 0.5, "persona_fit": 0.6}
+    trusted = _gate(_pair(), baseline, [], _selftest(grounding=True, persona_fit=True))
+    assert trusted.status == "accepted"
+    untrusted = _gate(_pair(), baseline, [], _selftest(grounding=True, persona_fit=False))
+    assert untrusted.status == "unverified"
+    assert untrusted.failed_checks == ["persona_fit judge failed its self-test"]
+    # ... and does not reject either: only trusted judges decide.
+    low = _pair(scores={"grounding": 1.0, "persona_fit": 0.1})
+    assert _gate(low, baseline, [], _selftest(grounding=True, persona_fit=False)).status == (
+        "unverified"
+    )
+    wrong = _pair(scores={"grounding": 0.0, "persona_fit": 0.9})
+    gated = _gate(wrong, baseline, [], _selftest(grounding=True, persona_fit=False))
+    assert gated.status == "failing" and gated.failed_checks == ["grounding below 0.50"]
+    # Without a self-test (switched off) every judge decides.
+    assert _gate(_pair(), baseline, [], None).status == "accepted"
