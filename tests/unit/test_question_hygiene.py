@@ -239,3 +239,32 @@ async def test_run_records_every_removal_and_keeps_custom_questions(
     assert metadata["counts"]["questions_removed"] == sum(
         1 for r in removed if r["action"] == "removed"
     )
+
+
+async def test_replacement_questions_pass_the_same_hygiene(tmp_path: Path, make_spec: Any) -> None:
+    judged: set[str] = set()
+
+    def persona_fit(request: FakeRequest) -> dict[str, Any]:
+        question = request.tag("question")[0]
+        first = question not in judged
+        judged.add(question)
+        return {"reason": "not her question", "question_fit": 1 if first else 5, "answer_fit": 5}
+
+    model = FakeChatModel(
+        responders={
+            "PersonaFitOut": persona_fit,
+            "ReplacementQuestionOut": lambda r: {
+                "question": "How do I turn on automatic backup on my phone? 1.1.1.1.1"
+            },
+        }
+    )
+    spec = make_spec(goal={"params": {"num_questions": 2}}, run={"cache": False})
+    result = await arun(
+        spec, chat_model=model, out_dir=tmp_path / "out", state_dir=tmp_path / "state"
+    )
+
+    assert model.calls_for("ReplacementQuestionOut")
+    assert all("backup" not in p.question for p in result.pairs.values())
+    from_refine = [r for r in result.metadata["questions_removed"] if r["stage"] == "refine"]
+    assert from_refine and {r["pair"] for r in from_refine} <= set(result.pairs)
+    assert all(r["reason"] == "echoes a prompt example" for r in from_refine)
