@@ -257,9 +257,12 @@ class LLMClient:
         probing: bool,
     ) -> T:
         """One structured call in `method`; `_ModeRejected` if the server refuses the mode."""
-        if method in ("prompt", "json_mode"):
-            # Prompt-and-parse needs the schema in the prompt; JSON mode too (servers that
-            # ignore the schema field, and OpenAI, which wants "JSON" named in the prompt).
+        if method == "prompt" or (method == "json_mode" and not self.bounded_schemas):
+            # Prompt-and-parse needs the schema in the prompt; so does OpenAI's JSON mode (it
+            # takes no schema and wants "JSON" named in the prompt). Other servers get the
+            # schema in the request: llama.cpp's grammar enforces it, and the prompt stays
+            # what the embedded model sees (a tiny model follows a longer prompt worse); a
+            # server that ignores it answers in another shape and is moved to the next mode.
             prompt = _with_instructions(
                 messages, schema_instructions(schema, example=method == "prompt")
             )
