@@ -91,20 +91,24 @@ def register_run(
     out_dir: str | Path = "out",
     state_dir: str | Path = DEFAULT_STATE_DIR,
     checkpoint: str | None = None,
+    db_url: str | None = None,
 ) -> Path:
     """Make a run resumable before anything else happens: write its record durably.
 
     The record holds the spec and where the run writes (out dir, state dir, checkpoint);
     `resume` starts from it when the run was killed before its first checkpoint, and
-    writes the bundle to the recorded out dir. `arun` calls this itself; call it first
-    (as the CLI does) to show the run id only once the run can be resumed.
+    writes the bundle to the recorded out dir. The run store lists the run from now on.
+    `arun` calls this itself; call it first (as the CLI does) to show the run id only once
+    the run can be resumed.
 
     Returns:
         The record's path.
     """
+    import logging
     import os
 
     from personagen.store.run_records import RunRecord, this_host, write_record
+    from personagen.store.runs import RunStore, RunStoreError, default_db_url
 
     state = Path(state_dir)
     record = RunRecord(
@@ -117,7 +121,19 @@ def register_run(
         pid=os.getpid(),
         created_at=time.time(),
     )
-    return write_record(record)
+    path = write_record(record)
+    try:
+        with RunStore(db_url or default_db_url(state)) as runs:
+            runs.record_start(
+                run_id,
+                spec,
+                owner=(record.host, record.pid),
+                state_dir=record.state_dir,
+                out_dir=record.out_dir,
+            )
+    except RunStoreError as exc:  # bookkeeping never stops a run
+        logging.getLogger(__name__).warning("run store: record_start failed: %s", exc)
+    return path
 
 
 def _durable_target(checkpoint: str | None) -> str | None:
@@ -430,6 +446,7 @@ async def arun(
             out_dir=out_dir,
             state_dir=state_dir,
             checkpoint=checkpoint,
+            db_url=db_url,
         )
     return await session.drive(
         rid,

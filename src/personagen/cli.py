@@ -153,15 +153,131 @@ def _print_result(result: Any) -> None:
         hook = result.interrupt.get("hook") if isinstance(result.interrupt, dict) else "?"
         console.print(
             f"waiting for review at hook '{hook}': personagen review {result.run_id} "
-            "[--decisions FILE | --approve-all]"
+            "[--decisions FILE | --approve-all]",
+            soft_wrap=True,
+            highlight=False,
         )
     elif result.status == "budget_exhausted":
-        console.print(f"continue with: personagen resume {result.run_id} --max-tokens N")
+        console.print(
+            f"continue with: personagen resume {result.run_id} --max-tokens N",
+            soft_wrap=True,
+            highlight=False,
+        )
 
 
-def _drive(coro_factory: Any, quiet: bool) -> Any:
+INTERRUPT_GRACE_SECONDS = 2.0
+"""After Ctrl-C, seconds the run gets to record its end before the process exits anyway.
+
+Finished work is already checkpointed (each step is written before the next starts) and
+every model call's tokens are logged as it returns, so nothing is lost by not waiting for
+calls in flight (a local model's call cannot be cancelled mid-way; an HTTP call can)."""
+_current_run: str | None = None
+
+
+def _resume_line(run_id: str | None) -> str:
+    return f"interrupted: resume with personagen resume {run_id or 'RUN_ID'}"
+
+
+def _record_interrupted(run_id: str, state_dir: Path) -> None:
+    """Record a run as interrupted with the tokens its calls logged (best effort, bounded)."""
+    import threading
+
+    def record() -> None:
+        from personagen.llm.usage import UsageLog
+        from personagen.store.runs import RunStore, default_db_url
+
+        log_path = state_dir / "usage.sqlite"
+        usage = None
+        if log_path.is_file():
+            log = UsageLog(log_path)
+            try:
+                usage = log.totals(run_id)
+            finally:
+                log.close()
+        with RunStore(default_db_url(state_dir)) as store:
+            store.record_status(run_id, "interrupted", "interrupted (Ctrl-C)", usage=usage)
+
+    def guarded() -> None:
+        try:
+            record()
+        except Exception:  # noqa: BLE001, S110 - a stale-run check records it later anyway
+            pass
+
+    worker = threading.Thread(target=guarded, daemon=True)
+    worker.start()
+    worker.join(timeout=1.0)
+
+
+def _run_interruptible(
+    make_coro: Any, run_id: str, progress: Progress | None, state_dir: Path | None = None
+) -> Any:
+    """Run the coroutine; Ctrl-C (or SIGTERM) cancels it and exits 130 within ~2 s.
+
+    The first signal cancels the run (it records `interrupted` and the tokens it spent);
+    if that takes longer than `INTERRUPT_GRACE_SECONDS`, or on a second signal, the process
+    leaves at once. `os._exit` because threads still inside a model call would otherwise
+    hold the interpreter's exit until their call returns.
+    """
+    import os
+    import signal
+    import threading
+
+    loop = asyncio.new_event_loop()
+    main = loop.create_task(make_coro())
+    signals = 0
+    leaving = threading.Lock()
+
+    def leave() -> None:
+        if not leaving.acquire(blocking=False):
+            return
+        if progress is not None:
+            try:
+                progress.stop()
+            except Exception:  # noqa: BLE001, S110 - the terminal is ours to leave either way
+                pass
+        if state_dir is not None and not main.done():
+            _record_interrupted(run_id, state_dir)  # the run could not record it in time
+        console.print(_resume_line(run_id), highlight=False, soft_wrap=True)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)
+
+    def on_signal(signum: int, frame: Any) -> None:
+        nonlocal signals
+        signals += 1
+        if signals > 1:
+            leave()
+        loop.call_soon_threadsafe(main.cancel)
+        timer = threading.Timer(INTERRUPT_GRACE_SECONDS, leave)
+        timer.daemon = True
+        timer.start()
+
+    # A Python-level handler, not `loop.add_signal_handler`: it runs between bytecodes even
+    # while the loop thread is busy (a 4 s import of ragas, CPU-bound scoring), so the grace
+    # timer starts at the keypress, not when the loop next polls.
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        return loop.run_until_complete(main)
+    except BaseException:
+        if signals:
+            leave()
+        raise
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if not signals:
+            try:
+                loop.run_until_complete(loop.shutdown_asyncgens())
+                loop.run_until_complete(loop.shutdown_default_executor())
+            finally:
+                loop.close()
+
+
+def _drive(coro_factory: Any, quiet: bool, run_id: str, state_dir: Path | None = None) -> Any:
+    global _current_run
+    _current_run = run_id
     if quiet or not console.is_terminal:
-        return asyncio.run(coro_factory(None))
+        return _run_interruptible(lambda: coro_factory(None), run_id, None, state_dir)
     with Progress(
         SpinnerColumn(),
         TextColumn("{task.description}"),
@@ -170,7 +286,9 @@ def _drive(coro_factory: Any, quiet: bool) -> Any:
         console=console,
         transient=True,
     ) as progress:
-        return asyncio.run(coro_factory(_ProgressView(progress)))
+        return _run_interruptible(
+            lambda: coro_factory(_ProgressView(progress)), run_id, progress, state_dir
+        )
 
 
 CHECKPOINT_HELP = (
@@ -204,6 +322,7 @@ def run(
     """Run a spec end to end and write the output bundle."""
     from personagen.api import arun, new_run_id, register_run
     from personagen.specfile import load_spec
+    from personagen.store.run_records import RunLock
 
     loaded = _apply_overrides(load_spec(spec), provider, model, base_url, structured_output)
     if auto_approve:
@@ -212,10 +331,16 @@ def run(
         )
     rid = run_id or new_run_id()
     # The id is shown only once the run can be resumed: its record (spec, out dir) is on disk.
+    # Held until this process ends: `runs list` elsewhere sees the run as live from now on.
+    RunLock(state_dir, rid).acquire()
     register_run(rid, loaded, out_dir=out_dir, state_dir=state_dir)
+    global _current_run
+    _current_run = rid
     console.print(
         f"run {rid}: goal {loaded.goal.name}, {len(loaded.data)} data source(s), "
-        f"provider {loaded.llm.provider}; resume with: personagen resume {rid}"
+        f"provider {loaded.llm.provider}; resume with: personagen resume {rid}",
+        soft_wrap=True,  # one line, never wrapped: it is copied and searched for
+        highlight=False,
     )
     if not any(source.url for source in loaded.data):  # no second download just to estimate
         from personagen.data.loaders import load_sources
@@ -232,7 +357,9 @@ def run(
         console.print(
             f"estimate: {int(guess.low['calls'])}-{int(guess.high['calls'])} LLM calls, "
             f"{int(guess.low['total_tokens']):,}-{int(guess.high['total_tokens']):,} tokens, "
-            f"~{guess.low['seconds']:.0f}-{guess.high['seconds']:.0f} s"
+            f"~{guess.low['seconds']:.0f}-{guess.high['seconds']:.0f} s",
+            soft_wrap=True,
+            highlight=False,
         )
     result = _drive(
         lambda progress: arun(
@@ -244,6 +371,8 @@ def run(
             progress=progress,
         ),
         quiet,
+        rid,
+        state_dir,
     )
     _print_result(result)
     if result.status not in ("done",):
@@ -277,6 +406,8 @@ def resume(
             progress=progress,
         ),
         quiet,
+        run_id,
+        state_dir,
     )
     _print_result(result)
     if result.status != "done":
@@ -330,6 +461,8 @@ def review(
             progress=progress,
         ),
         quiet,
+        run_id,
+        state_dir,
     )
     _print_result(result)
     if result.status not in ("done", "waiting_for_review"):
@@ -484,7 +617,7 @@ def main() -> None:
         console.print("aborted")
         sys.exit(130)
     except KeyboardInterrupt:
-        console.print("interrupted: resume with `personagen resume RUN_ID`")
+        console.print(_resume_line(_current_run), highlight=False, soft_wrap=True)
         sys.exit(130)
     except Exception as exc:  # noqa: BLE001 - Click usage errors and anything unexpected
         import click

@@ -96,3 +96,105 @@ def test_kill_during_fanout_then_resume(tmp_path: Path, make_spec: Any) -> None:
     assert not [c for c in resumed if c["schema"] == "QuestionsOut"]  # generation not redone
     assert sum(1 for c in resumed if c["schema"] == "AnswerOut") == 6 - finished
     assert _qa(result["bundle"]) == _qa(reference["bundle"])
+
+
+# --- Through the command line: random kills, Ctrl-C in a terminal, stale runs --------------
+
+KILL_TRIALS = int(os.environ.get("PERSONAGEN_KILL_TRIALS", "3"))
+"""Random kills per test run (benchmarks/kill_resume.py runs many more and prints the count)."""
+
+
+@pytest.fixture
+def cli_spec(tmp_path: Path, make_spec: Any) -> Path:
+    spec = make_spec(
+        goal={"name": "qa", "params": {"num_questions": 4}},
+        run={"max_concurrency": 2, "max_iterations": 1},
+    )
+    path = tmp_path / "spec.json"
+    path.write_text(json.dumps(spec))
+    return path
+
+
+def test_random_kills_then_resume_with_no_flags(tmp_path: Path, cli_spec: Path) -> None:
+    import random
+
+    from ._kill_trials import kill_trial, reference
+
+    expected, seconds = reference(tmp_path, cli_spec, latency=0.05)
+    assert expected
+    rng = random.Random(16)
+    trials = [
+        kill_trial(tmp_path, cli_spec, 0.05, rng.uniform(0.2, seconds), expected)
+        for _ in range(KILL_TRIALS)
+    ]
+    bad = [t for t in trials if not t.same_pairs]
+    assert not bad, bad
+
+
+def test_killed_run_is_listed_interrupted(tmp_path: Path, cli_spec: Path) -> None:
+    from ._kill_trials import SLOW_CLI, cli
+
+    proc = subprocess.Popen(
+        [sys.executable, str(SLOW_CLI), "run", str(cli_spec), "--run-id", "gone", "-q"],
+        cwd=tmp_path,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+        env={**os.environ, "PERSONAGEN_FAKE_LATENCY": "0.5"},
+    )
+    assert proc.stderr is not None
+    while "personagen resume gone" not in proc.stderr.readline():  # under way once shown
+        assert proc.poll() is None
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    listing = cli("runs", "list", "--json", cwd=tmp_path, latency=0)
+    assert listing.returncode == 0, listing.stderr
+    (run,) = json.loads(listing.stdout)
+    assert run["id"] == "gone" and run["status"] == "interrupted", run
+    assert "ended without finishing" in run["reason"], run
+
+
+def test_ctrl_c_in_a_terminal_exits_fast_and_resumes(tmp_path: Path, cli_spec: Path) -> None:
+    import pty
+    import select
+
+    from ._kill_trials import SLOW_CLI, cli, qa_rows
+
+    out = tmp_path / "bundles"
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: the CLI on a pseudo-terminal, as a user runs it
+        os.chdir(tmp_path)
+        os.environ["PERSONAGEN_FAKE_LATENCY"] = "0.3"
+        args = ["run", str(cli_spec), "--out", str(out), "--run-id", "cc"]
+        os.execv(sys.executable, [sys.executable, str(SLOW_CLI), *args])
+    screen = b""
+    sent_at: float | None = None
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 0.1)
+        if ready:
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:  # the child closed the terminal
+                break
+            if not chunk:
+                break
+            screen += chunk
+        if sent_at is None and b"answer" in screen.split(b"resume with", 1)[-1]:
+            os.write(fd, b"\x03")  # Ctrl-C, delivered by the terminal as SIGINT
+            sent_at = time.monotonic()
+    _, status = os.waitpid(pid, 0)
+    assert sent_at is not None, screen.decode(errors="replace")[-2000:]
+    took = time.monotonic() - sent_at
+    text = screen.decode(errors="replace")
+    assert os.waitstatus_to_exitcode(status) == 130, text[-2000:]
+    assert took < 3.0, took
+    assert "interrupted: resume with personagen resume cc" in text
+    listed = cli("runs", "show", "cc", "--json", cwd=tmp_path, latency=0)
+    shown = json.loads(listed.stdout)
+    assert shown["status"] == "interrupted" and shown["total_tokens"] > 0, listed.stdout
+
+    resumed = cli("resume", "cc", cwd=tmp_path, latency=0.0)
+    assert resumed.returncode == 0, resumed.stderr
+    assert qa_rows(out / "cc")
