@@ -63,7 +63,7 @@ def _spec_mapping(docs: Path) -> dict[str, Any]:
             "pain_points": ["worries about zoological taxonomy"],
             "custom_questions": [CUSTOM],
         },
-        "goal": {"name": "qa", "params": {"num_questions": 3}},
+        "goal": {"name": "qa", "params": {"num_questions": 3, "selftest": False}},
         "data": [{"path": str(docs)}],
         "run": {"max_iterations": 2, "max_concurrency": 4},
         "llm": {"provider": "fake"},

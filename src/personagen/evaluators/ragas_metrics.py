@@ -180,6 +180,8 @@ class RagasJudge:
                 raise  # the run stops (resumable) rather than failing every item
             return MetricScore(None, f"{metric} could not be computed: {exc}")
         value = float(result.value)
+        if 1.0 < value <= 1.0 + 1e-9 or -1e-9 <= value < 0.0:
+            value = min(max(value, 0.0), 1.0)  # floating-point noise of a cosine or a mean
         if math.isnan(value):
             return MetricScore(None, f"{metric}: the judge found no statement to check")
         if metric == "answer_relevancy" and -1.0 <= value < 0.0:

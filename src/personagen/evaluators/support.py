@@ -33,7 +33,7 @@ __all__ = ["ClaimCheck", "SourceSentence", "check_claims", "ground_answer", "sou
 MIN_RECALL = 0.6
 """Share of a claim's content stems its source must contain (all of them for short claims)."""
 SHORT_CLAIM = 3
-NEAREST_RECALL = 0.4
+NEAREST_RECALL = 0.25
 """A source sharing this much of a claim's content is where an unsupported claim points."""
 
 

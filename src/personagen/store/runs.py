@@ -171,6 +171,7 @@ class RunRow(Base):
 
 _ADDED_COLUMNS = ("host", "pid", "state_dir", "out_dir")
 """Run columns added after the first release: stores created before get them on open."""
+_ADDED_ITERATION_COLUMNS = ("unverified",)
 
 
 def _run_fk() -> Mapped[str]:
@@ -226,6 +227,7 @@ class IterationRow(Base):
     run_id: Mapped[str] = _run_fk()
     iteration: Mapped[int] = mapped_column(Integer)
     accepted: Mapped[int] = mapped_column(Integer)
+    unverified: Mapped[int | None] = mapped_column(Integer)
     failing: Mapped[int] = mapped_column(Integer)
     unanswerable: Mapped[int] = mapped_column(Integer)
     baseline_met: Mapped[bool] = mapped_column(Boolean)
@@ -341,6 +343,7 @@ class IterationView(BaseModel):
     iteration: int
     scores: dict[str, float]
     accepted: int
+    unverified: int = 0
     failing: int
     unanswerable: int
     baseline_met: bool
@@ -568,18 +571,21 @@ def _add_missing_columns(conn: Any) -> None:
     """Add the run columns a store created by an older version lacks (nullable, no data)."""
     from sqlalchemy import inspect
 
-    present = {c["name"] for c in inspect(conn).get_columns(RunRow.__tablename__)}
-    for name in _ADDED_COLUMNS:
-        if name in present:
-            continue
-        column = RunRow.__table__.columns[name]
-        kind = column.type.compile(dialect=conn.dialect)
-        try:
-            with conn.begin_nested():
-                conn.execute(text(f"ALTER TABLE {RunRow.__tablename__} ADD COLUMN {name} {kind}"))
-        except SQLAlchemyError as exc:
-            if "duplicate column" not in str(exc) and "already exists" not in str(exc):
-                raise  # another process adding it at the same moment is fine; nothing else
+    for table, names in (
+        (RunRow.__table__, _ADDED_COLUMNS),
+        (IterationRow.__table__, _ADDED_ITERATION_COLUMNS),
+    ):
+        present = {c["name"] for c in inspect(conn).get_columns(table.name)}
+        for name in names:
+            if name in present:
+                continue
+            kind = table.columns[name].type.compile(dialect=conn.dialect)
+            try:
+                with conn.begin_nested():
+                    conn.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {name} {kind}"))
+            except SQLAlchemyError as exc:
+                if "duplicate column" not in str(exc) and "already exists" not in str(exc):
+                    raise  # another process adding it at the same moment is fine
 
 
 class RunStore:
@@ -842,6 +848,7 @@ class RunStore:
                         "run_id": run_id,
                         "iteration": int(r["iteration"]),
                         "accepted": int(r.get("accepted", 0)),
+                        "unverified": int(r.get("unverified", 0)),
                         "failing": int(r.get("failing", 0)),
                         "unanswerable": int(r.get("unanswerable", 0)),
                         "baseline_met": bool(r.get("baseline_met", False)),
@@ -1071,6 +1078,7 @@ class RunStore:
                         iteration=i.iteration,
                         scores=scores.get(i.iteration, {}),
                         accepted=i.accepted,
+                        unverified=i.unverified or 0,
                         failing=i.failing,
                         unanswerable=i.unanswerable,
                         baseline_met=i.baseline_met,
