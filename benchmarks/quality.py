@@ -401,22 +401,59 @@ async def run_all(
     limit: int | None = None,
     configs: Sequence[Config] = CONFIGS,
     progress: Callable[[str], None] | None = None,
+    journal: Path | None = None,
 ) -> list[RunOutcome]:
-    """Every (document, configuration) run, one after another (the embedded model is one)."""
+    """Every (document, configuration) run, one after another (the embedded model is one).
+
+    With a `journal` file, each finished run is appended to it, and runs it already holds (same
+    provider, document, configuration and questions) are taken from it instead of run again:
+    an hour-long embedded benchmark that is stopped continues where it was.
+    """
+    done = read_journal(journal, provider) if journal is not None else {}
     outcomes = []
     for doc in docs or labels.docs:
         questions = [q for q in labels.questions if q.doc == doc][:limit]
         for config in configs:
-            outcome = await run_doc(
-                doc, questions, labels.personas[doc], provider, config, work_dir
-            )
+            key = (doc, config, tuple(q.id for q in questions))
+            outcome = done.get(key)
+            if outcome is None:
+                outcome = await run_doc(
+                    doc, questions, labels.personas[doc], provider, config, work_dir
+                )
+                if journal is not None:
+                    with journal.open("a", encoding="utf-8") as out:
+                        line = {"provider": provider.label, "questions": key[2], **asdict(outcome)}
+                        out.write(json.dumps(line) + "\n")
             if progress is not None:
                 progress(
                     f"{doc} {config}: {outcome.status}, {outcome.tokens} tokens, "
-                    f"{outcome.seconds:.1f} s"
+                    f"{outcome.seconds:.1f} s" + (" (from the journal)" if key in done else "")
                 )
             outcomes.append(outcome)
     return outcomes
+
+
+def read_journal(
+    path: Path, provider: Provider
+) -> dict[tuple[str, str, tuple[str, ...]], RunOutcome]:
+    """Finished runs recorded in a journal, by (document, configuration, question ids)."""
+    found: dict[tuple[str, str, tuple[str, ...]], RunOutcome] = {}
+    if not path.is_file():
+        return found
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            if row.pop("provider") != provider.label:
+                continue
+            questions = tuple(row.pop("questions"))
+            pairs = [PairResult(**p) for p in row.pop("pairs")]
+            outcome = RunOutcome(**row, pairs=pairs)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"{path}, line {number}: not a run record ({exc})") from None
+        found[(outcome.doc, outcome.config, questions)] = outcome
+    return found
 
 
 # --- figures ----------------------------------------------------------------------------------
@@ -618,7 +655,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--docs", nargs="+", help="document file names (or stems) to run")
     parser.add_argument("--limit", type=int, help="labelled questions per document at most")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
-    parser.add_argument("--out", type=Path, help="keep run bundles and state here")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="keep run bundles, state and runs.jsonl here; a rerun takes finished runs from it",
+    )
     parser.add_argument("--labels", type=Path, default=LABELS_FILE, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.limit is not None and args.limit < 1:
@@ -653,12 +694,19 @@ async def amain(argv: Sequence[str] | None = None) -> dict[str, Any]:
     docs = select_docs(labels, args.docs)
     with tempfile.TemporaryDirectory(prefix="pg-quality-") as tmp:
         work_dir = args.out or Path(tmp)
+        work_dir.mkdir(parents=True, exist_ok=True)
 
         def progress(line: str) -> None:
             print(line, file=sys.stderr, flush=True)
 
         outcomes = await run_all(
-            labels, provider, work_dir, docs=docs, limit=args.limit, progress=progress
+            labels,
+            provider,
+            work_dir,
+            docs=docs,
+            limit=args.limit,
+            progress=progress,
+            journal=args.out / "runs.jsonl" if args.out else None,
         )
     summary = summarize(outcomes, labels, provider)
     if args.json:

@@ -209,7 +209,9 @@ def test_importing_the_benchmark_does_no_work() -> None:
 
 
 @pytest.mark.slow  # ~15 s: nine runs (3 documents x model / correct / wrong answers)
-async def test_fake_provider_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+async def test_fake_provider_end_to_end(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Two questions per document through PersonaGen: every question is found in every run."""
     summary = await quality.amain(
         ["--provider", "fake", "--limit", "2", "--json", "--out", str(tmp_path)]
@@ -238,3 +240,9 @@ async def test_fake_provider_end_to_end(tmp_path: Path, capsys: pytest.CaptureFi
         assert row["n_correct"] > 0 and row["n_wrong"] > 0
     table = quality.render_table(summary)
     assert "answer hit rate" in table and "faithfulness" in table
+    # a rerun on the same --out takes every finished run from its journal: nothing is run again
+    calls: list[Any] = []
+    monkeypatch.setattr(quality, "run_doc", lambda *a, **k: calls.append(a))
+    again = await quality.amain(["--provider", "fake", "--limit", "2", "--out", str(tmp_path)])
+    assert calls == []
+    assert again == {k: v for k, v in summary.items() if k != "runs_detail"}
