@@ -84,7 +84,8 @@ def test_a_correct_paraphrase_is_supported(answer: str) -> None:
     [
         ("Indent with two spaces for each level of indentation.", "number"),
         ("The maximum line length is 120 characters for code.", "number"),
-        ("Tabs are allowed.", "negated"),
+        ("Spaces are not used for each level of indentation.", "negated"),
+        ("Ask the lender.", "no checkable"),
         ('Check the interpreter with hasattr(sys, "base_prefix") on old releases.', "not in"),
         ("Yes.", ""),
     ],

@@ -13,8 +13,9 @@ when
 
 The supporting sentences become the pair's spans, so a correct paraphrase can be accepted
 with the text it rests on, and an unsupported statement cannot. A short answer is one
-claim. A claim with no content word at all ("Yes.") cannot be checked and counts as
-unsupported: an answer must say something the sources can confirm.
+claim. A claim with fewer than three content words and no number or code token ("Yes.",
+"Ask the lender.") cannot be checked and counts as unsupported: an answer must say
+something the sources can confirm.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ __all__ = ["ClaimCheck", "SourceSentence", "check_claims", "ground_answer", "sou
 MIN_RECALL = 0.6
 """Share of a claim's content stems its source must contain (all of them for short claims)."""
 SHORT_CLAIM = 3
+MIN_STEMS = 3
+"""A claim with fewer content words (and no number or code token) cannot be checked."""
 NEAREST_RECALL = 0.25
 """A source sharing this much of a claim's content is where an unsupported claim points."""
 
@@ -167,7 +170,8 @@ def check_claims(answer: str, candidates: Sequence[SourceSentence]) -> list[Clai
     checks: list[ClaimCheck] = []
     for claim in claims:
         stems = set(content_stems(claim))
-        if not stems:
+        if len(stems) < MIN_STEMS and not (numbers(claim) or key_tokens(claim)):
+            # "Yes." or "Ask the lender.": too little to tell support from coincidence.
             checks.append(ClaimCheck(claim, False, None, "no checkable statement"))
             continue
         needed = 1.0 if len(stems) <= SHORT_CLAIM else MIN_RECALL
