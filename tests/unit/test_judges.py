@@ -84,7 +84,7 @@ def test_a_correct_paraphrase_is_supported(answer: str) -> None:
     [
         ("Indent with two spaces for each level of indentation.", "number"),
         ("The maximum line length is 120 characters for code.", "number"),
-        ("Spaces are not used for each level of indentation.", "negated"),
+        ("The maximum line length is not 99 characters for code.", "negated"),
         ("Ask the lender.", "no checkable"),
         ('Check the interpreter with hasattr(sys, "base_prefix") on old releases.', "not in"),
         ("Yes.", ""),
