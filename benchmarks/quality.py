@@ -549,10 +549,10 @@ def summarize(
         "rejection_reasons": {
             config: dict(
                 Counter(
-                    reason_kind(r)
+                    kind
                     for p in pairs
                     if p.outcome != "accepted"
-                    for r in dict.fromkeys(p.reasons)
+                    for kind in {reason_kind(r) for r in p.reasons}
                 ).most_common(5)
             )
             for config, pairs in by_config.items()
