@@ -81,6 +81,9 @@ _JUNK: tuple[tuple[re.Pattern[str], str], ...] = (
         re.compile(r"[\"']?\b(?:questions?|answerable|answer|quotes)\b[\"']\s*:", re.IGNORECASE),
         "a JSON fragment",
     ),
+    # a placeholder left standing alone ("the [topic]", "<name>"); code such as `d[key]`
+    # has no space before its bracket
+    (re.compile(r"(?:^|\s)(?:\[[^\W\d_][\w ]{0,20}\]|<[^\W\d_][\w ]{0,20}>)"), "a placeholder"),
     # one character six times in a row ("??????", "------"); an ellipsis is three dots
     (re.compile(r"([^\w\s])\1{5,}"), "a repeated character"),
     # the same word three times in a row
