@@ -133,7 +133,9 @@ async def generate_questions(state: State, runtime: Runtime[RunContext]) -> dict
                 level="warning",
                 stage="generate_questions",
                 message=f"only {len(generated)} distinct questions could be generated of "
-                f"{wanted} wanted ({len(excerpts)} excerpts in the data)",
+                f"{wanted} wanted ({len(excerpts)} excerpts in the data; "
+                f"{sum(1 for r in cleaned if r['action'] == 'removed')} removed by question "
+                f"hygiene, {len(removed)} near-duplicates: see metadata.json)",
             )
         )
     pairs: dict[str, QAPair] = {}
