@@ -138,6 +138,13 @@ def _print_result(result: Any) -> None:
         table.add_row("accepted", str(len(result.accepted)))
         table.add_row("rejected", str(len(result.rejected)))
     table.add_row("tokens", str(result.tokens))
+    metadata_file = result.bundle_dir / "metadata.json" if result.bundle_dir else None
+    if metadata_file is not None and metadata_file.is_file():
+        import json
+
+        cost = json.loads(metadata_file.read_text(encoding="utf-8"))["usage"]["totals"].get("cost")
+        if cost:
+            table.add_row("cost", str(cost))
     if result.reports:
         last = result.reports[-1]
         table.add_row("iterations", str(last.iteration))
@@ -345,6 +352,7 @@ def run(
     if not any(source.url for source in loaded.data):  # no second download just to estimate
         from personagen.data.loaders import load_sources
         from personagen.estimate import estimate_run
+        from personagen.llm.pricing import format_usd
 
         base = Path(loaded.base_dir) if loaded.base_dir else None
         documents = load_sources(loaded.data, base_dir=base)
@@ -357,7 +365,8 @@ def run(
         console.print(
             f"estimate: {int(guess.low['calls'])}-{int(guess.high['calls'])} LLM calls, "
             f"{int(guess.low['total_tokens']):,}-{int(guess.high['total_tokens']):,} tokens, "
-            f"~{guess.low['seconds']:.0f}-{guess.high['seconds']:.0f} s",
+            f"~{guess.low['seconds']:.0f}-{guess.high['seconds']:.0f} s, "
+            f"{format_usd(guess.low.get('cost_usd'))}-{format_usd(guess.high.get('cost_usd'))}",
             soft_wrap=True,
             highlight=False,
         )
@@ -502,6 +511,7 @@ def estimate(spec: Annotated[Path, typer.Argument(help="The run spec (YAML or JS
     """Estimate LLM calls, tokens and time before running; makes no LLM call."""
     from personagen.data.loaders import load_sources
     from personagen.estimate import estimate_run
+    from personagen.llm.pricing import format_usd
     from personagen.specfile import load_spec
 
     loaded = load_spec(spec)
@@ -523,7 +533,7 @@ def estimate(spec: Annotated[Path, typer.Argument(help="The run spec (YAML or JS
     for label, totals in (("low", result.low), ("high", result.high)):
         out.print(
             f"{label}: {int(totals['calls'])} calls, {int(totals['total_tokens']):,} tokens, "
-            f"~{totals['seconds']:.0f} s"
+            f"~{totals['seconds']:.0f} s, {format_usd(totals.get('cost_usd'))}"
         )
     for line in result.assumptions:
         out.print(f"  assumes {line}", highlight=False)

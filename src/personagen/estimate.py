@@ -327,21 +327,27 @@ def _totals(
     later: list[StageEstimate],
     notes: list[str],
 ) -> Estimate:
+    from personagen.llm.pricing import price_for
+
     prompt_speed, output_speed, latency = _SPEED[spec.llm.provider]
     concurrency = 1 if spec.llm.provider == "embedded" else spec.run.max_concurrency
+    price = price_for(spec.llm)
 
     def totals(stages: list[StageEstimate]) -> dict[str, float]:
         calls = sum(s.calls for s in stages)
         tokens_in = sum(s.input_tokens for s in stages)
         tokens_out = sum(s.output_tokens for s in stages)
         seconds = tokens_in / prompt_speed + tokens_out / output_speed + calls * latency
-        return {
+        out = {
             "calls": calls,
             "input_tokens": tokens_in,
             "output_tokens": tokens_out,
             "total_tokens": tokens_in + tokens_out,
             "seconds": round(seconds / concurrency, 1),
         }
+        if price is not None:  # USD; no key when the model's price is unknown
+            out["cost_usd"] = round(price.cost(tokens_in, tokens_out), 6)
+        return out
 
     return Estimate(
         documents=documents,
@@ -354,5 +360,13 @@ def _totals(
             *notes,
             f"speed ({spec.llm.provider}): {prompt_speed:.0f} prompt tok/s, "
             f"{output_speed:.0f} output tok/s, {latency}s per call, concurrency {concurrency}",
+            "price: "
+            + (
+                "unknown (set llm.price)"
+                if price is None
+                else "local ($0)"
+                if price.local
+                else f"${price.input}/${price.output} per 1M in/out tokens ({price.source})"
+            ),
         ],
     )

@@ -212,6 +212,12 @@ def write_bundle(
             write_jsonl,
             (finetune_row(p, finetune_system_prompt) for p in kept if p.status == "accepted"),
         )
+    llm = getattr(spec, "llm", None)
+    if isinstance(metadata.get("usage"), dict) and llm is not None:
+        from personagen.llm.pricing import add_costs
+
+        # Money beside the tokens, in place: the report is written from this same usage.
+        add_costs(metadata["usage"], llm)
     metadata = {**metadata, "files": sorted([*files, "metadata.json"])}
     put("metadata.json", write_json, metadata)
     return files

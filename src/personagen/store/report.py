@@ -551,6 +551,7 @@ def _summary_html(metadata: Mapping[str, Any], n_pairs: int, n_rejected: int) ->
                 f"{int(totals.get('output_tokens', 0)):,} out, "
                 f"{int(totals.get('cache_hits', 0)):,} cached)",
             ),
+            ("cost", totals.get("cost")),  # set by llm.pricing.add_costs
             ("final scores", ", ".join(f"{k} {float(v):.2f}" for k, v in final.items())),
             ("personagen", metadata.get("personagen_version")),
         ]
