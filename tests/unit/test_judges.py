@@ -218,3 +218,52 @@ def test_a_judge_that_failed_its_selftest_does_not_accept() -> None:
     assert gated.status == "failing" and gated.failed_checks == ["grounding below 0.50"]
     # Without a self-test (switched off) every judge decides.
     assert _gate(_pair(), baseline, [], None).status == "accepted"
+
+
+async def test_a_pair_failing_a_cheap_gate_costs_no_judge_call() -> None:
+    from personagen.evaluators.judging import PairToJudge, judge_pair
+    from personagen.llm.factory import make_llm_client
+    from personagen.llm.fake import FakeChatModel
+    from personagen.prompts.library import resolve_goal
+    from personagen.state.items import PersonaProfile
+    from personagen.state.spec import Goal, LLMSettings
+
+    model = FakeChatModel()
+    client = make_llm_client(LLMSettings(provider="fake"), chat_model=model)
+    goal = resolve_goal(Goal(name="qa"))
+    persona = PersonaProfile(name="P", description="A developer.")
+    sources = source_sentences([_ctx()])
+
+    def pair(answer: str) -> PairToJudge:
+        return PairToJudge(
+            question="How many spaces do I indent with?",
+            answer=answer,
+            contexts=[SOURCE],
+            sources=sources,
+            other_questions=["What is the maximum line length?"],
+            alternatives=[s.text for s in sources],
+        )
+
+    sem = asyncio.Semaphore(2)
+    fabricated = await judge_pair(
+        client,
+        goal,
+        persona,
+        pair("Indent with two spaces for each level of indentation."),
+        plugin_semaphore=sem,
+        hard_gates={"grounding": 0.5, "relevance": 0.75},
+    )
+    assert fabricated.scores["grounding"].value == 0.0
+    assert fabricated.scores["faithfulness"].value is None
+    assert "already fails grounding" in fabricated.scores["persona_fit"].reason
+    assert model.calls == []
+    right = await judge_pair(
+        client,
+        goal,
+        persona,
+        pair("Indent with four spaces for each level of indentation."),
+        plugin_semaphore=sem,
+        hard_gates={"grounding": 0.5, "relevance": 0.75},
+    )
+    assert all(s.value is not None for s in right.scores.values()), right.scores
+    assert model.calls  # the model-judged metrics ran

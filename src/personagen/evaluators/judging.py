@@ -77,8 +77,14 @@ async def judge_pair(
     *,
     plugin_semaphore: asyncio.Semaphore,
     metrics: Sequence[str] | None = None,
+    hard_gates: dict[str, float] | None = None,
 ) -> Verdicts:
-    """Score `pair` on `metrics` (default: the goal's) with the judge model `client`."""
+    """Score `pair` on `metrics` (default: the goal's) with the judge model `client`.
+
+    `hard_gates` (metric -> minimum, for metrics that need no chat model) are scored first;
+    when the pair falls below one, the model-judged metrics are not called: their verdict
+    could not save the pair, and their tokens are most of a run's cost.
+    """
     verdicts = Verdicts()
     strictness = int(goal.param("answer_relevancy_strictness"))
 
@@ -127,6 +133,20 @@ async def judge_pair(
         return MetricScore(round(value, 4), reason)
 
     names = list(metrics if metrics is not None else goal.metrics)
-    results = await asyncio.gather(*(score(m) for m in names))
-    verdicts.scores = dict(zip(names, results, strict=True))
+    first = [m for m in names if m in (hard_gates or {}) and m in DETERMINISTIC_METRICS]
+    for metric in first:
+        verdicts.scores[metric] = await score(metric)
+    failed = [
+        m
+        for m in first
+        if (value := verdicts.scores[m].value) is None or value < (hard_gates or {})[m]
+    ]
+    rest = [m for m in names if m not in verdicts.scores]
+    if failed:
+        skipped = f"not judged: the pair already fails {', '.join(failed)}"
+        verdicts.scores |= {m: MetricScore(None, skipped) for m in rest}
+    else:
+        results = await asyncio.gather(*(score(m) for m in rest))
+        verdicts.scores |= dict(zip(rest, results, strict=True))
+    verdicts.scores = {m: verdicts.scores[m] for m in names}
     return verdicts

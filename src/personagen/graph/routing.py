@@ -163,6 +163,7 @@ def dispatch_evaluations(state: State) -> list[Send] | Literal["check_constraint
                 spec=state["spec"],
                 iteration=state["iteration"],
                 questions=questions,
+                selftest=state.get("judge_selftest"),
             ),
         )
         for pair in state["pairs"].values()

@@ -6,7 +6,7 @@ from typing import Any
 
 from langgraph.runtime import Runtime
 
-from personagen.evaluators.judging import PairToJudge, judge_pair
+from personagen.evaluators.judging import DETERMINISTIC_METRICS, PairToJudge, judge_pair
 from personagen.evaluators.support import SourceSentence, source_sentences
 from personagen.graph.context import RunContext
 from personagen.llm._text import sentences
@@ -45,8 +45,19 @@ async def evaluate(task: JudgeTask, runtime: Runtime[RunContext]) -> dict[str, A
             "pairs": {pair.id: pair.model_copy(update={"status": "judged", "answerable": False})}
         }
     others = [q for q in task.get("questions", []) if q != pair.question]
+    selftest = task.get("selftest")
+    gates = {
+        m: minimum
+        for m, minimum in goal.baseline.items()
+        if m in DETERMINISTIC_METRICS and (selftest is None or selftest.trusted(m))
+    }
     verdicts = await judge_pair(
-        ctx.judge, goal, persona, pair_to_judge(pair, others), plugin_semaphore=ctx.semaphore
+        ctx.judge,
+        goal,
+        persona,
+        pair_to_judge(pair, others),
+        plugin_semaphore=ctx.semaphore,
+        hard_gates=gates,
     )
     scores = {m: r.value for m, r in verdicts.scores.items() if r.value is not None}
     if verdicts.question_fit is not None:

@@ -118,6 +118,8 @@ class JudgeTask(TypedDict):
     iteration: int
     questions: NotRequired[list[str]]
     """Every question of the run (the relevance judge's contrast)."""
+    selftest: NotRequired[JudgeSelfTest | None]
+    """The judges' self-test when it has run (which cheap gates may skip the rest)."""
 
 
 class SelfTestTask(TypedDict):
