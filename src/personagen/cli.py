@@ -88,10 +88,72 @@ def _apply_overrides(
         updates["base_url"] = base_url
     if not updates:
         return spec
+    from pydantic import ValidationError
+
+    from personagen.errors import SpecError
     from personagen.state.spec import LLMSettings
 
-    llm = LLMSettings.model_validate({**spec.llm.model_dump(exclude_unset=True), **updates})
+    try:
+        llm = LLMSettings.model_validate({**spec.llm.model_dump(exclude_unset=True), **updates})
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        key = str(error["loc"][0]) if error["loc"] else ""
+        flag = "--" + key.replace("_", "-") if key in updates else f"llm.{key}"
+        message = error["msg"].removeprefix("Value error, ")
+        raise SpecError(f"{flag} {updates.get(key, error.get('input'))!r}: {message}") from exc
     return spec.model_copy(update={"llm": llm})
+
+
+def _check_run_id(value: str | None) -> str | None:
+    import re
+
+    from personagen.store.run_records import RUN_ID_PATTERN
+
+    if value is not None and not re.match(RUN_ID_PATTERN, value):
+        raise typer.BadParameter(
+            "use letters, digits and . _ - : (at most 128; it names the bundle folder)"
+        )
+    return value
+
+
+def _given_value(opts: list[str]) -> str | None:
+    """The value the user typed for an option, from the command line."""
+    args = sys.argv[1:]
+    for index, token in enumerate(args):
+        for opt in opts:
+            if token == opt and index + 1 < len(args):
+                return args[index + 1]
+            if token.startswith(opt + "="):
+                return token[len(opt) + 1 :]
+    return None
+
+
+def _usage_error_line(exc: Exception) -> str:
+    """One line for a command-line usage error, naming the flag or argument and the value."""
+    ctx = getattr(exc, "ctx", None)
+    names: list[str] = []
+    while ctx is not None and ctx.parent is not None:  # the root's name may be `python -m ...`
+        names.insert(0, ctx.info_name)
+        ctx = ctx.parent
+    command = " ".join(["personagen", *names])
+    message = str(getattr(exc, "message", "") or exc).strip().rstrip(".")
+    kind = type(exc).__name__
+    if kind == "NoSuchOption":
+        hint = sorted(getattr(exc, "possibilities", None) or [])
+        return f"{command}: unknown option {exc.option_name}" + (  # type: ignore[attr-defined]
+            f" (did you mean {' or '.join(hint)}?)" if hint else ""
+        )
+    param = getattr(exc, "param", None)
+    if param is not None:
+        opts = list(getattr(param, "opts", []) or [])
+        is_option = bool(opts) and opts[0].startswith("-")
+        name = opts[0] if is_option else str(getattr(param, "name", "") or "argument").upper()
+        if kind == "MissingParameter":
+            return f"{command}: missing {'option' if is_option else 'argument'} {name}"
+        value = _given_value(opts) if is_option else None
+        shown = f" {value!r}" if value is not None else ""
+        return f"{command}: {name}{shown}: {message}"
+    return f"{command}: {message}"
 
 
 class _ProgressView:
@@ -312,7 +374,9 @@ def run(
     state_dir: Annotated[Path, typer.Option(help="Checkpoints and chunk store.")] = Path(
         ".personagen"
     ),
-    run_id: Annotated[str | None, typer.Option(help="Run id (new by default).")] = None,
+    run_id: Annotated[
+        str | None, typer.Option(help="Run id (new by default).", callback=_check_run_id)
+    ] = None,
     provider: Annotated[str | None, typer.Option(help="embedded | openai | fake")] = None,
     model: Annotated[str | None, typer.Option(help="Model name (openai provider).")] = None,
     base_url: Annotated[str | None, typer.Option(help="OpenAI-compatible endpoint URL.")] = None,
@@ -320,7 +384,7 @@ def run(
         str | None,
         typer.Option(help="auto | json_schema | json_mode | function_calling | prompt"),
     ] = None,
-    max_tokens: Annotated[int | None, typer.Option(help="Token budget for the run.")] = None,
+    max_tokens: Annotated[int | None, typer.Option(min=1, help="Token budget for the run.")] = None,
     auto_approve: Annotated[
         bool, typer.Option("--auto-approve", help="Approve every review hook.")
     ] = False,
@@ -328,10 +392,11 @@ def run(
 ) -> None:
     """Run a spec end to end and write the output bundle."""
     from personagen.api import arun, new_run_id, register_run
-    from personagen.specfile import load_spec
+    from personagen.specfile import check_runnable, load_spec
     from personagen.store.run_records import RunLock
 
     loaded = _apply_overrides(load_spec(spec), provider, model, base_url, structured_output)
+    check_runnable(loaded)  # plugins, model file, key: fail before the run has an id
     if auto_approve:
         loaded = loaded.model_copy(
             update={"run": loaded.run.model_copy(update={"auto_approve": True})}
@@ -398,7 +463,7 @@ def resume(
     state_dir: Annotated[Path, typer.Option(help="Checkpoints and chunk store.")] = Path(
         ".personagen"
     ),
-    max_tokens: Annotated[int | None, typer.Option(help="New token budget.")] = None,
+    max_tokens: Annotated[int | None, typer.Option(min=1, help="New token budget.")] = None,
     checkpoint: Annotated[str | None, typer.Option(help=CHECKPOINT_HELP)] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
@@ -544,10 +609,11 @@ def validate(spec: Annotated[Path, typer.Argument(help="The run spec (YAML or JS
     """Check the spec, the goal and every data source; make no LLM call."""
     from personagen.data.loaders import load_sources
     from personagen.prompts.library import resolve_goal
-    from personagen.specfile import load_spec
+    from personagen.specfile import check_runnable, load_spec
 
     loaded = load_spec(spec)
     goal = resolve_goal(loaded.goal, base_dir=loaded.base_dir)
+    check_runnable(loaded)
     documents = load_sources(
         loaded.data, base_dir=Path(loaded.base_dir) if loaded.base_dir else None
     )
@@ -630,11 +696,14 @@ def main() -> None:
         console.print(_resume_line(_current_run), highlight=False, soft_wrap=True)
         sys.exit(130)
     except Exception as exc:  # noqa: BLE001 - Click usage errors and anything unexpected
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
+        if isinstance(exc, typer.TyperException) and hasattr(exc, "format_message"):
+            if type(exc).__name__ == "NoArgsIsHelpError":
+                console.print(exc.format_message(), highlight=False, markup=False)
+                sys.exit(2)
+            # Typer's vendored Click: usage errors (bad flag, bad value, missing argument).
+            line = _usage_error_line(exc)
+            console.print(f"[red]error:[/red] {line}", highlight=False, soft_wrap=True)
+            sys.exit(2)
         if _debug:
             raise
         console.print(

@@ -306,14 +306,65 @@ def normalize_criteria(value: Any, where: str) -> list[dict[str, str]]:
     return criteria
 
 
+PARAM_RANGES: dict[str, tuple[type, float, float | None]] = {
+    # name: (type, lowest allowed, highest allowed or None). Shared by every goal that has
+    # the parameter; a goal file's own parameters are checked by type only.
+    "num_questions": (int, 1, 10_000),
+    "questions_per_excerpt": (int, 1, 50),
+    "excerpt_chars": (int, 200, None),
+    "chunk_size": (int, 50, None),
+    "chunk_overlap": (int, 0, None),
+    "top_k": (int, 1, 100),
+    "answer_options": (int, 1, 50),
+    "dedup_threshold": (int, 0, 100),
+    "min_accepted": (int, 1, None),
+    "answer_relevancy_strictness": (int, 1, 10),
+    "target_words": (int, 10, 10_000),
+    "max_sections": (int, 1, 8),
+    "map_chars": (int, 200, None),
+    "max_notes": (int, 1, 8),
+    "reduce_max_notes": (int, 2, None),
+    "evidence_notes": (int, 1, None),
+    "claims_chars": (int, 100, None),
+    "max_units": (int, 1, None),
+    "selftest_probes": (int, 1, 100),
+    "selftest_min_auc": (float, 0, 1),
+    "rag_sweep_budget_s": (float, 0.001, None),
+}
+"""Declared types and ranges of goal parameters (`validate` and `run` reject the rest)."""
+
+
+def _check_param_ranges(params: dict[str, Any], where: str) -> None:
+    """Reject parameters outside their declared type or range, naming key and value."""
+    for key, (kind, low, high) in PARAM_RANGES.items():
+        value = params.get(key)
+        if value is None:
+            continue
+        whole = kind is int
+        if isinstance(value, bool) or not isinstance(value, int if whole else int | float):
+            expected = "a whole number" if whole else "a number"
+            raise SpecError(f"{where}.{key}: expected {expected}, got {value!r}")
+        if value < low or (high is not None and value > high):
+            span = f"between {low:g} and {high:g}" if high is not None else f"at least {low:g}"
+            raise SpecError(f"{where}.{key}: {value!r} is out of range (must be {span})")
+    size, overlap = params.get("chunk_size"), params.get("chunk_overlap")
+    if isinstance(size, int) and isinstance(overlap, int) and overlap >= size:
+        raise SpecError(
+            f"{where}.chunk_overlap: {overlap!r} must be smaller than chunk_size ({size})"
+        )
+
+
 def _check_loop_params(loop: str, params: dict[str, Any], where: str, *, final: bool) -> None:
     """Check the params a loop reads; `final` once the user's overrides are merged in.
 
     Normalizes `criteria` in place.
     """
+    _check_param_ranges(params, where)
     budget = params.get("rag_sweep_budget_s")
     if budget is not None and (isinstance(budget, bool) or not budget > 0):
-        raise SpecError(f"{where}.rag_sweep_budget_s: expected a positive number of seconds")
+        raise SpecError(
+            f"{where}.rag_sweep_budget_s: expected a positive number of seconds, got {budget!r}"
+        )
     if loop != "rewrite":
         return
     instruction = params.get("instruction")
@@ -375,9 +426,12 @@ def resolve_goal(goal: Goal, *, base_dir: str | None = None) -> ResolvedGoal:
     from personagen.evaluators.plugins import METRIC_GROUP, load_callable
 
     extra = [m for m in goal.metrics if m not in definition.metrics]
-    for name in extra:
-        if name not in KNOWN_METRICS:
-            load_callable(name, METRIC_GROUP)  # fail now, naming the plugin
+    for index, name in enumerate(goal.metrics):
+        if name in extra and name not in KNOWN_METRICS:
+            try:
+                load_callable(name, METRIC_GROUP)  # fail now, naming the plugin
+            except SpecError as exc:
+                raise SpecError(f"goal.metrics.{index}: {exc}") from exc
     metrics = [*definition.metrics, *extra]
     bad_metrics = sorted(set(goal.baseline) - set(metrics))
     if bad_metrics:
