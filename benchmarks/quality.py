@@ -24,6 +24,10 @@ Usage:
         [--docs NAME ...] [--limit N] [--json] [--out DIR]
 
 Works offline with `fake` and `embedded` (the default). Figures are printed, never asserted.
+The runs share one state directory, so calls repeated across configurations (question
+generation, answering, the judges' self-test probes) come from the response cache and cost no
+tokens: the tokens shown are what each configuration really spent. With `--out`, finished runs
+are journalled in `runs.jsonl` and a rerun with the same options continues from there.
 """
 
 from __future__ import annotations
