@@ -405,3 +405,15 @@ def test_an_unreadable_memory_file_is_ignored_and_rewritten(tmp_path: Path) -> N
     assert ModeMemory(path).get("k") == "prompt"
     path.write_text(json.dumps({"endpoints": {"k": {"mode": "bogus"}}}))
     assert ModeMemory(path).get("k") is None
+
+
+def test_the_cli_flag_sets_the_mode(corpus_dir: Path) -> None:
+    from personagen.cli import _apply_overrides
+    from personagen.specfile import parse_spec
+
+    spec = parse_spec({"persona": "A nurse", "data": [{"path": str(corpus_dir)}]})
+    changed = _apply_overrides(spec, "openai", None, "http://127.0.0.1:1/v1", "function_calling")
+    assert changed.llm.structured_output == "function_calling"
+    assert changed.llm.base_url == "http://127.0.0.1:1/v1"
+    with pytest.raises(Exception, match="structured"):
+        _apply_overrides(spec, None, None, None, "xml")
