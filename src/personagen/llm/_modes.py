@@ -75,7 +75,9 @@ def rejection_reason(exc: BaseException, mode: Mode) -> str | None:
     words = _TOOL_WORDS if mode == "function_calling" else _FORMAT_WORDS
     if not any(word in text for word in words):
         return None
-    message = " ".join(str(exc).split()) or type(exc).__name__
+    body = getattr(exc, "body", None)
+    inner = body.get("message") if isinstance(body, dict) else None
+    message = " ".join(str(inner or exc).split()) or type(exc).__name__
     return f"HTTP {status}: {message[:160]}"
 
 
