@@ -360,14 +360,34 @@ class _Session:
             else:
                 status = values.get("status", "running") if not snapshot.next else "interrupted"
         bundle = values.get("bundle_dir")
-        if status == "done" and bundle and (Path(bundle) / "metadata.json").is_file():
+        failure = None
+        if status == "done":
+            from personagen.outcome import model_label, produced_anything, unparsed_failure
+
+            pairs = values.get("pairs", {})
+            failure = unparsed_failure(
+                values.get("events", []),
+                produced=produced_anything(
+                    pairs, values.get("summary"), values.get("rewrites", {})
+                ),
+                has_items=any(getattr(p, "answer", "") for p in pairs.values()),
+                label=model_label(spec.llm, self.chat_model),
+            )
+        finished = (
+            status == "done" and bundle is not None and (Path(bundle) / "metadata.json").is_file()
+        )
+        if finished and bundle:
             directory = Path(bundle)
             files = {p.name: str(p) for p in sorted(directory.iterdir()) if p.is_file()}
             metadata = json.loads((directory / "metadata.json").read_text(encoding="utf-8"))
             await runs.arecord(
                 "record_finish", run_id, metadata, list(values.get("pairs", {}).values()), files
             )
-        else:
+        if failure is not None:
+            # The bundle stays (it shows what the model returned); the run failed.
+            status, reason = "failed", failure
+            await runs.arecord("record_status", run_id, status, reason, usage=totals)
+        elif not finished:
             await runs.arecord("record_status", run_id, status, reason, usage=totals)
         runs.close()
         return RunResult(

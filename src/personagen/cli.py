@@ -185,6 +185,53 @@ class _ProgressView:
             )
 
 
+EXIT_DONE = 0
+"""Done, with at least one accepted pair (or the summary / a rewrite accepted)."""
+EXIT_ERROR = 1
+"""An unexpected error (a bug): the message says to rerun with --debug."""
+EXIT_USAGE = 2
+"""Bad command line, spec, goal file or data source: nothing ran."""
+EXIT_NOTHING_ACCEPTED = 3
+"""The run finished but accepted nothing (see rejected.jsonl for why)."""
+EXIT_FAILED = 4
+"""The run failed: model output never parsed, the endpoint stayed down, a hook failed."""
+EXIT_REVIEW = 5
+"""The run is paused at a review hook: `personagen review RUN_ID`."""
+EXIT_STOPPED = 6
+"""Stopped resumable: token budget spent, a hook's StopRun, a time limit."""
+EXIT_INTERRUPTED = 130
+"""Ctrl-C (or SIGTERM): `personagen resume RUN_ID`."""
+
+
+def _exit_code(result: Any) -> int:
+    from personagen.outcome import produced_anything
+
+    if result.status == "done":
+        produced = produced_anything(result.pairs, result.summary, result.rewrites)
+        return EXIT_DONE if produced else EXIT_NOTHING_ACCEPTED
+    return {
+        "failed": EXIT_FAILED,
+        "waiting_for_review": EXIT_REVIEW,
+        "budget_exhausted": EXIT_STOPPED,
+        "stopped": EXIT_STOPPED,
+        "interrupted": EXIT_STOPPED,  # a time limit; Ctrl-C exits 130 before this
+    }.get(result.status, EXIT_FAILED)
+
+
+def _exit_with(result: Any) -> None:
+    code = _exit_code(result)
+    if result.status == "failed" and result.reason:
+        console.print(f"[red]error:[/red] {result.reason}", highlight=False, soft_wrap=True)
+    elif code == EXIT_NOTHING_ACCEPTED:
+        console.print(
+            f"nothing accepted: see the reasons in {result.bundle_dir}/rejected.jsonl",
+            highlight=False,
+            soft_wrap=True,
+        )
+    if code:
+        raise typer.Exit(code=code)
+
+
 def _print_result(result: Any) -> None:
     table = Table(title=f"run {result.run_id}: {result.status}", show_header=False)
     table.add_column("key", no_wrap=True)
@@ -309,7 +356,7 @@ def _run_interruptible(
         console.print(_resume_line(run_id), highlight=False, soft_wrap=True)
         sys.stdout.flush()
         sys.stderr.flush()
-        os._exit(130)
+        os._exit(EXIT_INTERRUPTED)
 
     def on_signal(signum: int, frame: Any) -> None:
         nonlocal signals
@@ -449,8 +496,7 @@ def run(
         state_dir,
     )
     _print_result(result)
-    if result.status not in ("done",):
-        raise typer.Exit(code=3)
+    _exit_with(result)
 
 
 @app.command()
@@ -484,8 +530,7 @@ def resume(
         state_dir,
     )
     _print_result(result)
-    if result.status != "done":
-        raise typer.Exit(code=3)
+    _exit_with(result)
 
 
 @app.command()
@@ -539,8 +584,7 @@ def review(
         state_dir,
     )
     _print_result(result)
-    if result.status not in ("done", "waiting_for_review"):
-        raise typer.Exit(code=3)
+    _exit_with(result)
 
 
 def _ask_interactively(request: dict[str, Any]) -> dict[str, Any]:
@@ -685,25 +729,29 @@ def main() -> None:
     except PersonaGenError as exc:
         if _debug:
             raise
+        from personagen.errors import LLMError, PluginError
+
+        # Errors while the run works (model, endpoint, hook) are failures, not bad input.
+        failed = isinstance(exc, LLMError | PluginError) and _current_run is not None
         console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
-        sys.exit(2)
+        sys.exit(EXIT_FAILED if failed else EXIT_USAGE)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except typer.Abort:
         console.print("aborted")
-        sys.exit(130)
+        sys.exit(EXIT_INTERRUPTED)
     except KeyboardInterrupt:
         console.print(_resume_line(_current_run), highlight=False, soft_wrap=True)
-        sys.exit(130)
+        sys.exit(EXIT_INTERRUPTED)
     except Exception as exc:  # noqa: BLE001 - Click usage errors and anything unexpected
         if isinstance(exc, typer.TyperException) and hasattr(exc, "format_message"):
             if type(exc).__name__ == "NoArgsIsHelpError":
                 console.print(exc.format_message(), highlight=False, markup=False)
-                sys.exit(2)
+                sys.exit(EXIT_USAGE)
             # Typer's vendored Click: usage errors (bad flag, bad value, missing argument).
             line = _usage_error_line(exc)
             console.print(f"[red]error:[/red] {line}", highlight=False, soft_wrap=True)
-            sys.exit(2)
+            sys.exit(EXIT_USAGE)
         if _debug:
             raise
         console.print(
@@ -711,7 +759,7 @@ def main() -> None:
             highlight=False,
             soft_wrap=True,
         )
-        sys.exit(1)
+        sys.exit(EXIT_ERROR)
 
 
 if __name__ == "__main__":  # pragma: no cover
