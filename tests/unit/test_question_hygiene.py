@@ -32,10 +32,29 @@ PHONE = (
 )
 
 
+# The embedded question prompt of issue 15's runs, whose worked example the model copied.
+ISSUE_15_PROMPT = PromptTemplate(
+    system="You write questions a specific person would ask about a document. Reply in JSON.",
+    user=(
+        "Example.\n"
+        "Persona: Tom, a retired teacher, new to smartphones\n"
+        "Document: To back up your phone, open Settings and tap Backup. Turn on automatic "
+        "backup to save your photos and contacts every night while the phone is charging and "
+        "connected to Wi-Fi. Backups are stored in your cloud account, which includes 15 GB of "
+        "free space.\n"
+        'JSON: {"questions": [{"question": "How do I turn on automatic backup on my phone?"}, '
+        '{"question": "Does the backup save my photos and contacts?"}, {"question": "How much '
+        'free space does my cloud account have?"}]}\n\n'
+        "Persona: {{ persona_short }}\n"
+        "Document: {{ excerpt }}\n"
+    ),
+)
+
+
 @pytest.fixture(scope="module")
 def hygiene() -> QuestionHygiene:
     goal, _ = load_goal_definition("qa")
-    return QuestionHygiene.for_goal(goal.prompts)
+    return QuestionHygiene.for_goal({**goal.prompts, "issue_15": ISSUE_15_PROMPT})
 
 
 # What the embedded model wrote in the runs of issue 15, and its kin.
@@ -194,12 +213,16 @@ def test_examples_come_from_the_templates_not_a_list() -> None:
     assert hygiene.check("Where are my backups stored?", HOME).kept
 
 
-def test_library_prompt_examples_are_found(hygiene: QuestionHygiene) -> None:
-    texts = " ".join(e.text for e in hygiene.examples)
-    # whatever the embedded prompts' examples are, none of them is an instruction line with
-    # a template variable in it
-    assert "{{" not in texts and "\x00" not in texts
-    assert {"Document", "Persona"} <= hygiene.labels or not hygiene.examples
+def test_library_prompt_examples_are_found() -> None:
+    goal, _ = load_goal_definition("qa")
+    hygiene = QuestionHygiene.for_goal(goal.prompts)
+    texts = [e.text for e in hygiene.examples]
+    # the answer prompt's worked examples are there; no instruction line with a template
+    # variable in it is taken for an example
+    assert "How much does extra cloud storage cost?" in texts
+    assert not any("{{" in t or "\x00" in t for t in texts)
+    # the small model's question prompt carries no topical example any more (issue 15)
+    assert not [e for e in hygiene.examples if e.prompt == "generate_questions"]
 
 
 async def test_run_records_every_removal_and_keeps_custom_questions(
@@ -258,7 +281,7 @@ async def test_replacement_questions_pass_the_same_hygiene(tmp_path: Path, make_
         responders={
             "PersonaFitOut": persona_fit,
             "ReplacementQuestionOut": lambda r: {
-                "question": "How do I turn on automatic backup on my phone? 1.1.1.1.1"
+                "question": "How much free space does my cloud account have? 1.1.1.1.1"
             },
         }
     )
@@ -268,7 +291,7 @@ async def test_replacement_questions_pass_the_same_hygiene(tmp_path: Path, make_
     )
 
     assert model.calls_for("ReplacementQuestionOut")
-    assert all("backup" not in p.question for p in result.pairs.values())
+    assert all("cloud" not in p.question for p in result.pairs.values())
     from_refine = [r for r in result.metadata["questions_removed"] if r["stage"] == "refine"]
     assert from_refine and {r["pair"] for r in from_refine} <= set(result.pairs)
     assert all(r["reason"] == "echoes a prompt example" for r in from_refine)
