@@ -267,3 +267,15 @@ async def test_a_pair_failing_a_cheap_gate_costs_no_judge_call() -> None:
     )
     assert all(s.value is not None for s in right.scores.values()), right.scores
     assert model.calls  # the model-judged metrics ran
+
+
+def test_balanced_accuracy_at_the_baseline() -> None:
+    from personagen.evaluators.selftest import balanced_accuracy
+
+    # Ranks right above wrong (AUC 1) but passes every wrong answer at 0.5: useless as a gate.
+    assert auc([0.9, 0.95], [0.82, 0.84]) == 1.0
+    assert balanced_accuracy([0.9, 0.95], [0.82, 0.84], 0.5) == 0.5
+    # Rejects everything: as useless.
+    assert balanced_accuracy([0.1, 0.2], [0.0, 0.0], 0.6) == 0.5
+    assert balanced_accuracy([1.0, 1.0], [0.0, None], 0.5) == 1.0
+    assert balanced_accuracy([1.0], [0.0], None) is None

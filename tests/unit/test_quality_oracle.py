@@ -57,6 +57,10 @@ def _truth_judges(correct: set[str], wrong: set[str]) -> dict[str, Any]:
     def precision(r: FakeRequest) -> dict[str, Any]:
         return {"reason": "checked", "verdict": int(is_right(str(r.ragas_input()["answer"])))}
 
+    def usefulness(r: FakeRequest) -> dict[str, Any]:
+        verdict = int(is_right((r.tag("answer") or [""])[-1]))
+        return {"verdicts": [{"reason": "checked", "verdict": verdict}] * len(r.tag("passage"))}
+
     def relevance(r: FakeRequest) -> dict[str, Any]:
         response = str(r.ragas_input().get("response", ""))
         question = questions_by_answer.get(_norm(response), "What is unrelated here?")
@@ -73,6 +77,7 @@ def _truth_judges(correct: set[str], wrong: set[str]) -> dict[str, Any]:
         "StatementGeneratorOutput": statements,
         "NLIStatementOutput": nli,
         "ContextPrecisionOutput": precision,
+        "ContextVerdictsOut": usefulness,
         "AnswerRelevanceOutput": relevance,
         "PersonaFitOut": persona_fit,
     }

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from personagen.errors import StructuredOutputError
+from personagen.evaluators import compact
 from personagen.evaluators.grounding import is_extractive
 from personagen.evaluators.persona_fit import judge_persona_fit
 from personagen.evaluators.plugins import score_plugin_metric
@@ -34,6 +35,8 @@ from personagen.state.items import PersonaProfile
 __all__ = ["PairToJudge", "Verdicts", "judge_pair"]
 
 DETERMINISTIC_METRICS = ("grounding", "relevance")
+SKIPPED = "not judged: the pair already fails"
+"""How a metric skipped after a failed cheap gate explains itself."""
 
 
 @dataclass(frozen=True)
@@ -108,6 +111,17 @@ async def judge_pair(
             return MetricScore(result.value, result.reason)
         if metric == "faithfulness" and is_extractive(pair.answer, list(pair.span_texts)):
             return MetricScore(1.0, "extractive: the answer is made of verbatim source spans")
+        if metric in ("faithfulness", "context_precision"):
+            try:
+                if metric == "faithfulness":
+                    return await compact.faithfulness(
+                        client, answer=pair.answer, contexts=list(pair.contexts)
+                    )
+                return await compact.context_precision(
+                    client, question=pair.question, answer=pair.answer, contexts=list(pair.contexts)
+                )
+            except StructuredOutputError as exc:
+                return MetricScore(None, f"{metric} could not be judged: {exc}")
         if metric in RAGAS_METRICS:
             return await ragas_judge(client, strictness).score(
                 metric, question=pair.question, answer=pair.answer, contexts=list(pair.contexts)
@@ -143,7 +157,7 @@ async def judge_pair(
     ]
     rest = [m for m in names if m not in verdicts.scores]
     if failed:
-        skipped = f"not judged: the pair already fails {', '.join(failed)}"
+        skipped = f"{SKIPPED} {', '.join(failed)}"
         verdicts.scores |= {m: MetricScore(None, skipped) for m in rest}
     else:
         results = await asyncio.gather(*(score(m) for m in rest))

@@ -11,7 +11,9 @@ probes built from the run's own data:
 Probe questions are the run's generated questions (each drawn from an excerpt), or, when
 there are too few (custom or hook-made questions only), questions the run's model writes for
 passages spread over the data. A metric passes when its AUC over the probes (the chance a
-good probe outscores a bad one) reaches `min_auc`. Probes are short (one passage, one
+good probe outscores a bad one) reaches `min_auc`, and so does its balanced accuracy at its
+baseline (good probes pass, bad ones are stopped): a judge that ranks well but passes
+everything, or nothing, at its threshold decides nothing. Probes are short (one passage, one
 sentence), so they cost a fraction of a real pair's judging, and the response cache makes a
 rerun's self-test free.
 """
@@ -31,7 +33,14 @@ from personagen.state.goal import ResolvedGoal
 from personagen.state.items import PersonaProfile
 from personagen.state.metadata import JudgeSelfTest, MetricSelfTest
 
-__all__ = ["Probe", "auc", "best_sentence", "passage_around", "run_selftest"]
+__all__ = [
+    "Probe",
+    "auc",
+    "balanced_accuracy",
+    "best_sentence",
+    "passage_around",
+    "run_selftest",
+]
 
 PASSAGE_CHARS = 400
 """Upper bound on a probe passage: the best sentence and its neighbours."""
@@ -54,6 +63,17 @@ def auc(good: Sequence[float | None], bad: Sequence[float | None]) -> float | No
     b = [0.0 if v is None else v for v in bad]
     wins = sum((x > y) + 0.5 * (x == y) for x in g for y in b)
     return round(wins / (len(g) * len(b)), 4)
+
+
+def balanced_accuracy(
+    good: Sequence[float | None], bad: Sequence[float | None], threshold: float | None
+) -> float | None:
+    """Mean of the share of good probes at or above `threshold` and bad ones below it."""
+    if threshold is None or not good or not bad:
+        return None
+    passed = sum(1 for v in good if v is not None and v >= threshold) / len(good)
+    stopped = sum(1 for v in bad if v is None or v < threshold) / len(bad)
+    return round((passed + stopped) / 2, 4)
 
 
 def _sentence_spans(text: str, base: int, doc_id: str) -> list[SourceSentence]:
@@ -178,14 +198,22 @@ async def run_selftest(
         good_scores = [v for g, v in scored if g]
         bad_scores = [v for g, v in scored if not g]
         value = auc(good_scores, bad_scores)
+        threshold = goal.baseline.get(metric)
+        accuracy = balanced_accuracy(good_scores, bad_scores, threshold)
         passed = value is not None and value >= min_auc
-        reason = (
-            f"AUC {value:.2f} over {len(good_scores)} good and {len(bad_scores)} bad probes "
-            + ("(passed)" if passed else f"(below {min_auc:.2f}: it cannot tell right from wrong)")
+        reason = f"AUC {value if value is not None else 0:.2f}"
+        if accuracy is not None:
+            # Ranking right above wrong is not enough: at its baseline the metric must
+            # also pass right answers and stop wrong ones, or as a gate it decides nothing.
+            passed = passed and accuracy >= min_auc
+            reason += f", balanced accuracy {accuracy:.2f} at its baseline {threshold:.2f}"
+        reason += f" over {len(good_scores)} good and {len(bad_scores)} bad probes " + (
+            "(passed)" if passed else f"(below {min_auc:.2f}: it cannot tell right from wrong)"
         )
         report[metric] = MetricSelfTest(
             metric=metric,
             auc=value,
+            accuracy=accuracy,
             good=good_scores,
             bad=bad_scores,
             passed=passed,

@@ -298,7 +298,7 @@ def _persona_fit(request: FakeRequest) -> dict[str, Any]:
         if fits
         else "The answer does not take up the question.",
         "question_fit": 4,
-        "answer_fit": 4 if fits else 2,
+        "answer_fit": 4 if fits else 1,
     }
 
 
@@ -359,6 +359,18 @@ def _ragas_precision(request: FakeRequest) -> dict[str, Any]:
     return {"reason": "useful" if useful else "not useful", "verdict": int(useful)}
 
 
+def _context_verdicts(request: FakeRequest) -> dict[str, Any]:
+    answer = (request.tag("answer") or [""])[-1]
+    passages = request.tag("passage") or re.findall(
+        r"^Passage \d+: (.*)$", request.user, flags=re.M
+    )
+    verdicts = []
+    for passage in passages:
+        useful = any(_overlap(answer, s) >= 0.5 for s in sentences(passage))
+        verdicts.append({"reason": "useful" if useful else "not useful", "verdict": int(useful)})
+    return {"verdicts": verdicts}
+
+
 DEFAULT_RESPONDERS: dict[str, Responder] = {
     "QuestionsOut": _questions,
     "ReplacementQuestionOut": _replacement,
@@ -370,6 +382,7 @@ DEFAULT_RESPONDERS: dict[str, Responder] = {
     "NLIStatementOutput": _ragas_nli,
     "AnswerRelevanceOutput": _ragas_relevance,
     "ContextPrecisionOutput": _ragas_precision,
+    "ContextVerdictsOut": _context_verdicts,
 }
 
 

@@ -15,6 +15,7 @@ from typing import Any
 from langgraph.runtime import Runtime
 
 from personagen.evaluators.constraints import check_constraints_of
+from personagen.evaluators.judging import SKIPPED
 from personagen.evaluators.scoring import iteration_report
 from personagen.graph.context import RunContext
 from personagen.nodes._instrument import instrumented
@@ -69,6 +70,8 @@ def _gate(
             untrusted.append(metric)
             continue
         value = pair.scores.get(metric)
+        if value is None and pair.reasons.get(metric, "").startswith(SKIPPED):
+            continue  # skipped because a cheap gate already failed: that gate says why
         if value is None:
             reasons.append(pair.reasons.get(metric, f"{metric} could not be judged"))
             checks.append(f"{metric} not judged")

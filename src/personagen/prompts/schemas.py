@@ -6,6 +6,7 @@ finite, and tell strong models how much to write.
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 from pydantic import BaseModel, Field, create_model
@@ -93,21 +94,32 @@ class ReplacementQuestionOut(BaseModel):
 MAX_EXTRACTIVE_SENTENCES = 24
 MAX_SENTENCE_CHARS = 400
 MIN_SENTENCE_CHARS = 12
+MIN_SENTENCE_WORDS = 4
+_HEADING = re.compile(r"^\s*(?:#{1,6}\s|[=\-~^*+`'\"#.:_]{3,}\s*$)")
 
 
 def candidate_sentences(contexts: list[str]) -> list[str]:
     """The contexts' sentences an extractive answer may quote (whitespace collapsed).
 
     A "sentence" longer than `MAX_SENTENCE_CHARS` (a table, a code block, a list without
-    full stops) is split into its lines.
+    full stops) is split into its lines. Headings (Markdown `#`, reStructuredText underlines)
+    and fragments of fewer than four words are left out: they never answer anything.
     """
     picked: list[str] = []
     for context in contexts:
         for sentence in sentences(context):
-            parts = [sentence] if len(sentence) <= MAX_SENTENCE_CHARS else sentence.splitlines()
+            lines = sentence.splitlines()
+            split = len(sentence) > MAX_SENTENCE_CHARS or any(_HEADING.match(x) for x in lines)
+            parts = lines if split else [sentence]
             for part in parts:
+                if _HEADING.match(part):
+                    continue  # "## How much deposit do you need?" answers nothing
                 part = " ".join(part.split())
-                if MIN_SENTENCE_CHARS <= len(part) <= MAX_SENTENCE_CHARS and part not in picked:
+                if (
+                    MIN_SENTENCE_CHARS <= len(part) <= MAX_SENTENCE_CHARS
+                    and len(part.split()) >= MIN_SENTENCE_WORDS
+                    and part not in picked
+                ):
                     picked.append(part)
     return picked
 

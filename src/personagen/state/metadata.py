@@ -62,6 +62,9 @@ class MetricSelfTest(BaseModel):
     auc: float | None = Field(
         description="P(a good probe scores above a bad one), ties half; None: not measurable."
     )
+    accuracy: float | None = Field(
+        None, description="Balanced accuracy at the metric's baseline (None: not in it)."
+    )
     good: list[float | None] = Field(default_factory=list, description="Scores of good probes.")
     bad: list[float | None] = Field(default_factory=list, description="Scores of bad probes.")
     passed: bool
