@@ -108,7 +108,7 @@ def test_review_with_a_decisions_file(tmp_path: Path) -> None:
     path.write_text(json.dumps(spec))
     common = ["--out", str(tmp_path / "out"), "--state-dir", str(tmp_path / "state"), "-q"]
     started = cli("run", str(path), "--run-id", "rv", *common, cwd=tmp_path)
-    assert started.returncode == 3 and "personagen review rv" in started.stderr
+    assert started.returncode == 5 and "personagen review rv" in started.stderr
     decisions = tmp_path / "decisions.yaml"
     decisions.write_text("approve_all: true\n")
     resumed = cli("review", "rv", "--decisions", str(decisions), *common, cwd=tmp_path)
