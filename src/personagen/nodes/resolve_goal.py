@@ -16,4 +16,9 @@ from personagen.state.graph import State
 async def resolve_goal(state: State, runtime: Runtime[RunContext]) -> dict[str, Any]:
     """Resolve `spec.goal` into the goal the run uses."""
     spec = state["spec"]
-    return {"goal": resolve(spec.goal, base_dir=spec.base_dir)}
+    judge = spec.llm.judge or spec.llm
+    return {
+        "goal": resolve(
+            spec.goal, base_dir=spec.base_dir, small_judge=judge.provider == "embedded"
+        )
+    }

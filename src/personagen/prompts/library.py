@@ -406,9 +406,28 @@ def load_goal_definition(
     raise SpecError(f"goal.name: unknown goal {name_or_path!r} (library goals: {known})")
 
 
-def resolve_goal(goal: Goal, *, base_dir: str | None = None) -> ResolvedGoal:
-    """Merge the user's goal settings (prompts, params, baseline) into the goal definition."""
+def resolve_goal(
+    goal: Goal, *, base_dir: str | None = None, small_judge: bool = False
+) -> ResolvedGoal:
+    """Merge the user's goal settings (prompts, params, baseline) into the goal definition.
+
+    With `small_judge` (the judge is the embedded model), a goal's `small_judge` metrics and
+    baseline replace its own, plus any metric the user's baseline names.
+    """
     definition, source = load_goal_definition(goal.name, base_dir=base_dir)
+    small = definition.small_judge if small_judge else None
+    wanted = [m for m in definition.metrics if small and (m in small.metrics or m in goal.baseline)]
+    if small is not None and wanted:
+        definition = definition.model_copy(
+            update={
+                "metrics": wanted,
+                "baseline": {
+                    m: v
+                    for m, v in {**definition.baseline, **small.baseline}.items()
+                    if m in wanted
+                },
+            }
+        )
     unknown = sorted(set(goal.params) - set(definition.params))
     if unknown:
         raise SpecError(

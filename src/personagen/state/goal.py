@@ -37,6 +37,24 @@ class GoalDefinition(BaseModel):
         description="A library goal this one starts from: its loop, metrics, baseline, params "
         "and prompts apply unless this file sets them.",
     )
+    small_judge: SmallJudge | None = Field(
+        None,
+        description="Metrics and baseline used when the judge is a small embedded model.",
+    )
+
+
+class SmallJudge(BaseModel):
+    """What a goal judges with when the judge model is a tiny local one.
+
+    Judges are measured by each run's self-test; those a tiny model fails on every data set
+    tried (see the goal file) are left out, so an offline run can still accept pairs. A
+    metric the user puts in `goal.baseline` is judged anyway.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    metrics: list[str] = Field(min_length=1)
+    baseline: dict[str, float] = Field(default_factory=dict)
 
 
 class ResolvedGoal(BaseModel):
