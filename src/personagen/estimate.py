@@ -134,7 +134,10 @@ def estimate_run(
         texts: the documents' texts, when at hand: sections and excerpts are then counted,
             not guessed from the length.
     """
-    goal = resolve_goal(spec.goal, base_dir=spec.base_dir)
+    judge = spec.llm.judge or spec.llm
+    goal = resolve_goal(
+        spec.goal, base_dir=spec.base_dir, small_judge=judge.provider == "embedded"
+    )
     if goal.loop == "summary":
         first, later, items, notes = _summary(spec, goal, characters, documents, texts)
     elif goal.loop == "rewrite":
@@ -176,23 +179,32 @@ def _qa(
         # Small bundled models answer extractively: faithfulness needs no judge call then.
         extractive = spec.llm.provider == "embedded" and spec.llm.model_path is None
         if "faithfulness" in goal.metrics and not extractive:
-            out.append(_stage("faith_statements", n, 40))
-            out.append(_stage("faith_nli", n, context))
+            out.append(_stage("faith_nli", n, context))  # the answer's sentences, one call
         if "answer_relevancy" in goal.metrics:
             out.append(_stage("relevancy", n * int(params["answer_relevancy_strictness"]), 40))
         if "context_precision" in goal.metrics:
-            out.append(_stage("precision", n * top_k, context / max(top_k, 1)))
+            out.append(_stage("precision", n, context))  # every context in one call
         if "persona_fit" in goal.metrics:
             out.append(_stage("persona_fit", n, persona_tokens + 60))
         if topic_rules:
             out.append(_stage("topic", n * topic_rules, 60))
         return out
 
+    # The judges' self-test: each probe judged right and wrong by every model-judged
+    # metric, on one short passage (a right answer is verbatim: no faithfulness call).
+    model_judged = [m for m in goal.metrics if m not in ("grounding", "relevance")]
+    probe_calls = 2 * len(model_judged) - ("faithfulness" in model_judged)
+    selftest = (
+        [_stage("selftest", int(params["selftest_probes"]) * probe_calls, 150 + persona_tokens)]
+        if params.get("selftest") and model_judged
+        else []
+    )
     first = [
         *([_stage("persona", 1, 40)] if spec.persona.is_bare else []),
         _stage("generate", generate_calls, persona_tokens + int(params["excerpt_chars"]) / 4),
         _stage("answer", pairs, persona_tokens + context),
         *judged(pairs),
+        *selftest,
     ]
     later: list[StageEstimate] = []
     failing = float(pairs)
