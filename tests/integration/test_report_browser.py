@@ -141,3 +141,98 @@ def test_the_net_log_sees_page_requests(tmp_path: Path) -> None:
     page.write_text(f"<!DOCTYPE html><html><body><p>x</p>{image}</body></html>")
     _, requests = dump_dom(page, tmp_path)
     assert [r["url"] for r in requests] == ["https://tracker.example/p.png"]
+
+
+SCREEN = (1280, 800)
+"""The first screen: a laptop browser window."""
+
+
+def _screenshot(page: Path, tmp_path: Path) -> Path:
+    shot = tmp_path / "first-screen.png"
+    result = subprocess.run(
+        [
+            str(CHROMIUM),
+            *FLAGS,
+            f"--user-data-dir={tmp_path / 'profile-shot'}",
+            "--hide-scrollbars",
+            f"--window-size={SCREEN[0]},{SCREEN[1]}",
+            f"--screenshot={shot}",
+            page.resolve().as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 0 and shot.is_file(), result.stderr[-2000:]
+    return shot
+
+
+def _measure(page: Path, tmp_path: Path) -> dict[str, Any]:
+    """Layout facts from the browser: where the first pair starts, what the filters show.
+
+    The report runs no script (its CSP forbids it); a copy without the CSP, plus a script
+    that writes its measurements into the DOM, lets `--dump-dom` read the layout, then
+    checks the CSS-only filters as a click on their labels would.
+    """
+    probe = tmp_path / "probe.html"
+    text = page.read_text(encoding="utf-8").replace("Content-Security-Policy", "x-no-csp", 1)
+    measure = """<script>
+      const shown = () => [...document.querySelectorAll('#pairs article.pair')]
+        .filter(a => getComputedStyle(a).display !== 'none');
+      const facts = {top: document.querySelector('#pairs article.pair')
+        .getBoundingClientRect().top, all: shown().length};
+      document.getElementById('p-min-90').checked = true;
+      facts.min90 = shown().length;
+      document.getElementById('p-min-0').checked = true;
+      document.getElementById('p-sort-low').checked = true;
+      facts.low_first = shown().sort((a, b) => a.getBoundingClientRect().top
+        - b.getBoundingClientRect().top).map(a => a.id.slice(5));
+      document.body.dataset.facts = JSON.stringify(facts);
+    </script>"""
+    probe.write_text(text.replace("</body>", measure + "</body>"), encoding="utf-8")
+    result = subprocess.run(
+        [
+            str(CHROMIUM),
+            *FLAGS,
+            f"--user-data-dir={tmp_path / 'profile-probe'}",
+            f"--window-size={SCREEN[0]},{SCREEN[1]}",
+            "--dump-dom",
+            probe.resolve().as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        stdin=subprocess.DEVNULL,
+    )
+    soup = BeautifulSoup(result.stdout, "html.parser")
+    assert soup.body is not None and soup.body.get("data-facts"), result.stderr[-2000:]
+    facts: dict[str, Any] = json.loads(str(soup.body["data-facts"]))
+    return facts
+
+
+def test_the_first_screen_shows_pairs(tmp_path: Path) -> None:
+    from PIL import Image
+
+    run = drive_fake_run(tmp_path / "run")
+    assert run.metadata["counts"]["accepted"] >= 1
+    page = write_report_from_bundle(run.bundle_dir)
+    shot = _screenshot(page, tmp_path)
+    # The pairs' quoted source spans are highlighted (#fff1a8): that colour on the first
+    # screen means a pair with its evidence is in view without scrolling.
+    image = Image.open(shot).convert("RGB")
+    assert image.size == SCREEN
+    highlight = sum(
+        1
+        for pixel in image.getdata()
+        if abs(pixel[0] - 0xFF) < 4 and abs(pixel[1] - 0xF1) < 4 and abs(pixel[2] - 0xA8) < 4
+    )
+    assert highlight > 200, f"no highlighted span on the first screen ({shot})"
+    facts = _measure(page, tmp_path)
+    assert facts["top"] < SCREEN[1] * 0.6, facts
+    accepted = [p for p in run.pairs if p.status == "accepted"]
+    assert facts["all"] == len(accepted)
+    weakest = {p.id: min(p.scores.values()) for p in accepted}
+    assert facts["min90"] == sum(1 for v in weakest.values() if v >= 0.9)
+    lows = [weakest[pid] for pid in facts["low_first"]]
+    assert lows == sorted(lows), facts

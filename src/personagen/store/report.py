@@ -79,26 +79,40 @@ svg .point { fill: var(--accent); }
 svg .baseline { stroke: var(--bad); stroke-width: 1.5; stroke-dasharray: 6 4; }
 svg .bar.input, svg .bar.seconds { fill: var(--accent); }
 svg .bar.output { fill: #f0a030; }
+svg .bar.overlap { fill: #b9cdf3; }
 .warning { color: var(--warn); }
 .error { color: var(--bad); }
 .empty { color: var(--muted); font-style: italic; }
 .muted { color: var(--muted); font-weight: normal; font-size: .85rem; }
 pre.prompt { white-space: pre-wrap; background: var(--soft); padding: .5rem; font-size: .8rem; }
-@media print { nav { display: none; } article.pair { break-inside: avoid; } }
+p.headline { font-size: 1rem; margin: .3rem 0; }
+section.config summary h2 { display: inline; border: none; }
+section.config summary { margin-top: 1rem; }
+.filterable > input { position: absolute; opacity: 0; pointer-events: none; }
+.filterable .controls { display: flex; flex-wrap: wrap; gap: .3rem; margin: .4rem 0; }
+.filterable .controls label { border: 1px solid var(--line); border-radius: 1rem;
+  padding: 0 .6rem; font-size: .8rem; cursor: pointer; }
+.filterable .controls label.status { color: var(--warn); }
+.filterable .controls label.min { color: var(--ok); }
+.filterable .items { display: flex; flex-direction: column; }
+@media print { nav, .filterable .controls { display: none; }
+  article.pair { break-inside: avoid; } }
 """
 
 _SECTIONS = (
     ("summary", "Summary"),
+    ("pairs", "Q/A pairs"),
+    ("rejected", "Rejected"),
+    ("recommendations", "Recommendations"),
+    ("plots", "Plots"),
+    ("warnings", "Warnings"),
     ("persona", "Persona"),
     ("goal", "Goal"),
     ("constraints", "Constraints"),
     ("data", "Data"),
-    ("plots", "Plots"),
-    ("pairs", "Q/A pairs"),
-    ("rejected", "Rejected"),
-    ("recommendations", "Recommendations"),
-    ("warnings", "Warnings"),
 )
+"""The results first; the configuration (collapsed) below them."""
+_COLLAPSED = frozenset({"persona", "goal", "constraints", "data"})
 
 
 def esc(value: Any) -> str:
@@ -233,8 +247,12 @@ def bar_plot(
     title: str,
     rows: Sequence[tuple[str, Sequence[tuple[str, float]]]],
     unit: str,
+    totals: Mapping[str, str] | None = None,
 ) -> str:
-    """Horizontal bars, one per label, each stacked from (series, value) segments."""
+    """Horizontal bars, one per label, each stacked from (series, value) segments.
+
+    `totals` replaces the figure printed after a label's bar (default: the segments' sum).
+    """
     label_w, right, bar_h, gap, top = 130, 70, 16, 6, 24
     width = 560
     plot_w = width - label_w - right
@@ -260,9 +278,8 @@ def bar_plot(
             )
             cursor += w
         total = sum(v for _, v in segments)
-        parts.append(
-            f'<text x="{cursor + 4:.1f}" y="{ry + bar_h - 4}">{_fmt_value(total, unit)}</text>'
-        )
+        figure = (totals or {}).get(label) or _fmt_value(total, unit)
+        parts.append(f'<text x="{cursor + 4:.1f}" y="{ry + bar_h - 4}">{esc(figure)}</text>')
     parts.append("</svg>")
     return "".join(parts)
 
@@ -288,6 +305,30 @@ def _per_node(metadata: Mapping[str, Any]) -> dict[str, dict[str, float]]:
     return table
 
 
+def _wall_seconds(metadata: Mapping[str, Any]) -> dict[str, tuple[float, float]]:
+    """Per node: (wall seconds, summed task seconds).
+
+    Wall time is the union of the node's task intervals, so concurrent tasks (one per
+    question in the fan-outs) count once: the time the run really spent in that stage.
+    """
+    spans: dict[str, list[tuple[float, float]]] = {}
+    for stage in metadata.get("stages", []):
+        start = float(stage.get("started", 0.0) or 0.0)
+        spans.setdefault(str(stage["node"]), []).append(
+            (start, start + float(stage.get("seconds", 0.0)))
+        )
+    result = {}
+    for node, intervals in spans.items():
+        wall, end = 0.0, float("-inf")
+        for start, stop in sorted(intervals):
+            if stop <= end:
+                continue
+            wall += stop - max(start, end)
+            end = stop
+        result[node] = (wall, sum(stop - start for start, stop in intervals))
+    return result
+
+
 def _plots(metadata: Mapping[str, Any], baseline: Mapping[str, float]) -> str:
     reports = metadata.get("scores_per_iteration", [])
     metrics: dict[str, list[tuple[int, float]]] = {}
@@ -311,7 +352,21 @@ def _plots(metadata: Mapping[str, Any], baseline: Mapping[str, float]) -> str:
         )
         for node, r in per_node.items()
     ]
-    seconds = [(node, [("seconds", float(r.get("seconds", 0.0)))]) for node, r in per_node.items()]
+    walls = _wall_seconds(metadata)
+    if walls:
+        seconds = [
+            (node, [("seconds", wall), ("overlap", max(0.0, summed - wall))])
+            for node, (wall, summed) in walls.items()
+        ]
+        figures = {
+            node: f"{wall:.2f} s" + (f" (tasks {summed:.2f} s)" if summed > wall + 0.005 else "")
+            for node, (wall, summed) in walls.items()
+        }
+    else:  # older metadata: per-node sums only
+        seconds = [
+            (node, [("seconds", float(r.get("seconds", 0.0)))]) for node, r in per_node.items()
+        ]
+        figures = {}
     return (
         "<h3>Mean score per iteration</h3>"
         '<p class="legend">solid: mean over judged pairs; dashed: the baseline</p>'
@@ -319,8 +374,9 @@ def _plots(metadata: Mapping[str, Any], baseline: Mapping[str, float]) -> str:
         '<h3>Tokens and time by stage</h3><div class="plots">'
         f"<figure>{bar_plot('plot-tokens', 'tokens by stage (input + output)', tokens, 'tokens')}"
         "<figcaption>blue: input tokens, orange: output tokens</figcaption></figure>"
-        f"<figure>{bar_plot('plot-time', 'seconds by stage', seconds, 's')}"
-        "<figcaption>wall-clock seconds summed over the stage's runs</figcaption></figure>"
+        f"<figure>{bar_plot('plot-time', 'seconds by stage', seconds, 's', figures)}"
+        "<figcaption>blue: wall-clock seconds the stage was running (concurrent tasks count "
+        "once); light: the tasks' summed time beyond that</figcaption></figure>"
         "</div>"
     )
 
@@ -404,7 +460,13 @@ def _scores_html(pair: QAPair, baseline: Mapping[str, float]) -> str:
     )
 
 
-def _pair_html(pair: QAPair, sources: Mapping[str, str], baseline: Mapping[str, float]) -> str:
+def _pair_html(
+    pair: QAPair,
+    sources: Mapping[str, str],
+    baseline: Mapping[str, float],
+    classes: Sequence[str] = (),
+    style: str = "",
+) -> str:
     reasons = ""
     if pair.feedback:
         reasons = "<h4>Reasons</h4>" + _list(pair.feedback, "reasons")
@@ -416,13 +478,125 @@ def _pair_html(pair: QAPair, sources: Mapping[str, str], baseline: Mapping[str, 
     meta = f"{pair.origin}, iteration {pair.iteration}, {pair.answer_attempts} answer attempt(s)"
     answer = esc(pair.answer) if pair.answer else '<span class="empty">no answer</span>'
     return (
-        f'<article class="pair {esc(pair.status)}" id="pair-{_slug(pair.id)}">'
+        f'<article class="pair {esc(pair.status)} {esc(" ".join(classes))}" '
+        f'id="pair-{_slug(pair.id)}"' + (f' style="{esc(style)}"' if style else "") + ">"
         f'<h3><span class="badge {esc(pair.status)}">{esc(pair.status)}</span> '
         f'<code>{esc(pair.id)}</code> <span class="muted">{esc(meta)}</span></h3>'
         f'<p class="question">{esc(pair.question)}</p>'
         f'<p class="answer">{answer}</p>'
-        f"{_scores_html(pair, baseline)}{reasons}{violations}{_sources_html(pair, sources)}"
+        f"{_sources_html(pair, sources)}{_scores_html(pair, baseline)}{reasons}{violations}"
         "</article>"
+    )
+
+
+def _weakest(pair: QAPair) -> float | None:
+    scores = [float(v) for v in pair.scores.values()]
+    return min(scores) if scores else None
+
+
+_SCORE_FLOORS = (0.5, 0.7, 0.9)
+
+
+def _item_list(
+    prefix: str, pairs: Sequence[QAPair], sources: Mapping[str, str], baseline: Mapping[str, float]
+) -> str:
+    """Pairs with filters (status, weakest score, document) and sort orders, in CSS only.
+
+    The report runs no script (its CSP forbids it): radio buttons before the list switch
+    CSS rules that hide articles by class and reorder them with `order` from per-article
+    custom properties. Every article is in the page in its written order.
+    """
+    if not pairs:
+        return ""
+    docs: dict[str, str] = {}
+    for pair in pairs:
+        for doc in dict.fromkeys([*(s.doc_id for s in pair.spans), pair.seed_doc_id or ""]):
+            if doc and doc not in docs:
+                docs[doc] = f"d{len(docs)}"
+    statuses = sorted({p.status for p in pairs})
+
+    def rank(key: Any) -> dict[str, int]:
+        ordered = sorted(range(len(pairs)), key=key)
+        return {pairs[i].id: position for position, i in enumerate(ordered)}
+
+    weakest = [_weakest(p) for p in pairs]
+    by_low = rank(lambda i: (weakest[i] is None, weakest[i] or 0.0, i))
+    by_high = rank(lambda i: (weakest[i] is None, -(weakest[i] or 0.0), i))
+    first_doc = [
+        next((docs[s.doc_id] for s in p.spans if s.doc_id in docs), docs.get(p.seed_doc_id or ""))
+        for p in pairs
+    ]
+    by_doc = rank(lambda i: (first_doc[i] is None, int((first_doc[i] or "d0")[1:]), i))
+    by_iter = rank(lambda i: (pairs[i].iteration, i))
+
+    inputs, labels, rules = [], [], []
+
+    def control(group: str, value: str, text: str, checked: bool = False) -> None:
+        ident = f"{prefix}-{group}-{value}"
+        inputs.append(
+            f'<input type="radio" name="{prefix}-{group}" id="{ident}"'
+            + (" checked" if checked else "")
+            + ">"
+        )
+        labels.append(f'<label for="{ident}" class="{group}">{esc(text)}</label>')
+        rules.append(
+            f"#{ident}:checked ~ .controls label[for={ident}]{{background:var(--soft);"
+            "border-color:var(--accent);}"
+        )
+
+    for value, text in (
+        ("written", "as written"),
+        ("low", "weakest score, low first"),
+        ("high", "weakest score, high first"),
+        ("doc", "document"),
+        ("iter", "iteration"),
+    ):
+        control("sort", value, text, value == "written")
+        if value != "written":
+            rules.append(
+                f"#{prefix}-sort-{value}:checked ~ .items article{{order:var(--{value});}}"
+            )
+    if len(statuses) > 1:
+        control("status", "all", "every status", True)
+        for status in statuses:
+            control("status", _slug(status), status)
+            rules.append(
+                f"#{prefix}-status-{_slug(status)}:checked ~ .items "
+                f"article:not(.{_slug(status)}){{display:none;}}"
+            )
+    control("min", "0", "any score", True)
+    for floor in _SCORE_FLOORS:
+        tag = f"{int(floor * 100)}"
+        control("min", tag, f"weakest ≥ {floor:.1f}")
+        rules.append(
+            f"#{prefix}-min-{tag}:checked ~ .items article:not(.min-{tag}){{display:none;}}"
+        )
+    if len(docs) > 1:
+        control("doc", "all", "every document", True)
+        for doc, tag in docs.items():
+            control("doc", tag, sources.get(doc, doc[:12]).rsplit("/", 1)[-1])
+            rules.append(
+                f"#{prefix}-doc-{tag}:checked ~ .items article:not(.doc-{tag}){{display:none;}}"
+            )
+    articles = []
+    for index, pair in enumerate(pairs):
+        low = weakest[index]
+        classes = [f"min-{int(f * 100)}" for f in _SCORE_FLOORS if low is not None and low >= f]
+        classes += [
+            f"doc-{docs[d]}"
+            for d in dict.fromkeys([*(s.doc_id for s in pair.spans), pair.seed_doc_id or ""])
+            if d in docs
+        ]
+        style = (
+            f"--low:{by_low[pair.id]};--high:{by_high[pair.id]};--doc:{by_doc[pair.id]};"
+            f"--iter:{by_iter[pair.id]}"
+        )
+        articles.append(_pair_html(pair, sources, baseline, classes, style))
+    return (
+        f'<div class="filterable" id="{prefix}-list"><style>{"".join(rules)}</style>'
+        + "".join(inputs)
+        + f'<div class="controls">{"".join(labels)}</div>'
+        + f'<div class="items">{"".join(articles)}</div></div>'
     )
 
 
@@ -524,37 +698,58 @@ def _summary_html(metadata: Mapping[str, Any], n_pairs: int, n_rejected: int) ->
     started = metadata.get("started_at")
     met = metadata.get("baseline_met")
     final = metadata.get("final_scores") or {}
-    return _facts(
-        [
-            ("status", metadata.get("status")),
-            ("model", metadata.get("model")),
-            (
-                "started",
-                time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(float(started)))
-                if started
-                else None,
-            ),
-            ("runtime", f"{float(metadata.get('runtime_seconds') or 0):.1f} s"),
-            ("iterations", metadata.get("iterations")),
-            (
-                "baseline met",
-                _Raw(f'<span class="{"pass" if met else "fail"}">{"yes" if met else "no"}</span>'),
-            ),
-            ("accepted", counts.get("accepted", n_pairs)),
-            ("rejected", counts.get("rejected", n_rejected)),
-            ("unanswerable", counts.get("unanswerable")),
-            ("duplicates removed", counts.get("duplicates_removed")),
-            (
-                "tokens",
-                f"{int(totals.get('total_tokens', 0)):,} in {int(totals.get('llm_calls', 0)):,} "
-                f"call(s) ({int(totals.get('input_tokens', 0)):,} in, "
-                f"{int(totals.get('output_tokens', 0)):,} out, "
-                f"{int(totals.get('cache_hits', 0)):,} cached)",
-            ),
-            ("cost", totals.get("cost")),  # set by llm.pricing.add_costs
-            ("final scores", ", ".join(f"{k} {float(v):.2f}" for k, v in final.items())),
-            ("personagen", metadata.get("personagen_version")),
-        ]
+    headline = " · ".join(
+        part
+        for part in (
+            esc(metadata.get("status")),
+            f"{_num(counts.get('accepted', n_pairs))} accepted",
+            f"{_num(counts.get('rejected', n_rejected))} rejected",
+            f'<span class="{"pass" if met else "fail"}">baseline '
+            f"{'met' if met else 'not met'}</span>",
+            f"{int(totals.get('total_tokens', 0)):,} tokens",
+            f"{float(metadata.get('runtime_seconds') or 0):.1f} s",
+            esc(metadata.get("model")) if metadata.get("model") else "",
+        )
+        if part
+    )
+    return (
+        f'<p class="headline">{headline}</p><details><summary>run details</summary>'
+        + _facts(
+            [
+                ("status", metadata.get("status")),
+                ("model", metadata.get("model")),
+                (
+                    "started",
+                    time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(float(started)))
+                    if started
+                    else None,
+                ),
+                ("runtime", f"{float(metadata.get('runtime_seconds') or 0):.1f} s"),
+                ("iterations", metadata.get("iterations")),
+                (
+                    "baseline met",
+                    _Raw(
+                        f'<span class="{"pass" if met else "fail"}">{"yes" if met else "no"}</span>'
+                    ),
+                ),
+                ("accepted", counts.get("accepted", n_pairs)),
+                ("rejected", counts.get("rejected", n_rejected)),
+                ("unanswerable", counts.get("unanswerable")),
+                ("duplicates removed", counts.get("duplicates_removed")),
+                (
+                    "tokens",
+                    f"{int(totals.get('total_tokens', 0)):,} in "
+                    f"{int(totals.get('llm_calls', 0)):,} call(s) "
+                    f"({int(totals.get('input_tokens', 0)):,} in, "
+                    f"{int(totals.get('output_tokens', 0)):,} out, "
+                    f"{int(totals.get('cache_hits', 0)):,} cached)",
+                ),
+                ("cost", totals.get("cost")),  # set by llm.pricing.add_costs
+                ("final scores", ", ".join(f"{k} {float(v):.2f}" for k, v in final.items())),
+                ("personagen", metadata.get("personagen_version")),
+            ]
+        )
+        + "</details>"
     )
 
 
@@ -616,10 +811,10 @@ def render_report(
         for k, v in (metadata.get("baseline") or goal.get("baseline") or {}).items()
     }
     run_id = metadata.get("run_id", "")
-    pairs_html = "".join(_pair_html(p, sources, baseline) for p in pairs) or (
+    pairs_html = _item_list("p", pairs, sources, baseline) or (
         '<p class="empty">no pairs were kept</p>'
     )
-    rejected_html = "".join(_pair_html(p, sources, baseline) for p in rejected) or (
+    rejected_html = _item_list("r", rejected, sources, baseline) or (
         '<p class="empty">nothing was rejected</p>'
     )
     body = {
@@ -635,12 +830,17 @@ def render_report(
         "warnings": _events_html(metadata),
     }
     counts = {"pairs": len(pairs), "rejected": len(rejected)}
-    sections = "".join(
-        f'<section id="{sid}"><h2>{esc(title)}'
-        + (f" ({counts[sid]})" if sid in counts else "")
-        + f"</h2>{body[sid]}</section>"
-        for sid, title in _SECTIONS
-    )
+
+    def section(sid: str, title: str) -> str:
+        heading = f"<h2>{esc(title)}" + (f" ({counts[sid]})" if sid in counts else "") + "</h2>"
+        if sid in _COLLAPSED:  # configuration: one click away, below the results
+            return (
+                f'<section id="{sid}" class="config"><details><summary>{heading}</summary>'
+                f"{body[sid]}</details></section>"
+            )
+        return f'<section id="{sid}">{heading}{body[sid]}</section>'
+
+    sections = "".join(section(sid, title) for sid, title in _SECTIONS)
     nav = "".join(f'<a href="#{sid}">{esc(title)}</a>' for sid, title in _SECTIONS)
     language = _slug(str(persona.get("language") or "en"))
     return (
