@@ -233,7 +233,9 @@ def _exit_with(result: Any) -> None:
 
 
 def _print_result(result: Any) -> None:
-    table = Table(title=f"run {result.run_id}: {result.status}", show_header=False)
+    # The id on a line of its own, never wrapped into the table's width: it is copied.
+    out.print(f"run {result.run_id}: {result.status}", soft_wrap=True, highlight=False)
+    table = Table(show_header=False)
     table.add_column("key", no_wrap=True)
     table.add_column("value", overflow="fold")
     table.add_row("bundle", str(result.bundle_dir or "-"))
@@ -712,12 +714,24 @@ def goals_show(
     from personagen.prompts.library import load_goal_definition
 
     definition, source = load_goal_definition(name)
-    out.print(f"# {source}")
-    out.print(
-        yaml.safe_dump(
-            definition.model_dump(exclude_none=True), sort_keys=False, allow_unicode=True
-        )
+
+    class _Dumper(yaml.SafeDumper):
+        """Multi-line text (prompts) as literal blocks: line breaks as written, not doubled."""
+
+    def text(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
+        style = "|" if "\n" in value else None  # PyYAML quotes it if a block cannot hold it
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+    _Dumper.add_representer(str, text)
+    dumped = yaml.dump(
+        definition.model_dump(exclude_none=True),
+        Dumper=_Dumper,
+        sort_keys=False,
+        allow_unicode=True,
+        width=10_000,  # never fold long lines: the output is YAML one can copy into a file
     )
+    # Plain stdout: Rich would wrap long lines, breaking the YAML.
+    sys.stdout.write(f"# {source}\n{dumped}")
 
 
 def main() -> None:

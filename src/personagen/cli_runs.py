@@ -171,39 +171,41 @@ def _stages(run: RunDetail) -> Table:
 
 
 def _scores(run: RunDetail) -> Table:
+    """One row per metric, one column per iteration: metric names are never cut."""
     metrics = list(dict.fromkeys(m for it in run.scores for m in it.scores))
     table = Table(title="scores per iteration", title_justify="left")
-    table.add_column("iteration", no_wrap=True)
-    for metric in metrics:
-        table.add_column(metric, justify="right", no_wrap=True)
-    table.add_column("acc/fail/unans", justify="right", no_wrap=True)
-    table.add_column("baseline met", no_wrap=True)
-    table.add_column("shortfalls", overflow="fold")
-    if run.baseline:
-        table.add_row(
-            "[dim]baseline[/dim]",
-            *[f"[dim]{run.baseline[m]:.2f}[/dim]" if m in run.baseline else "" for m in metrics],
-            "",
-            "",
-            "",
-        )
+    table.add_column("metric", no_wrap=True)
+    table.add_column("baseline", justify="right", no_wrap=True, style="dim")
     for it in run.scores:
+        table.add_column(f"iter {it.iteration}", justify="right", no_wrap=True)
+    for metric in metrics:
+        floor = run.baseline.get(metric)
         cells = []
-        for metric in metrics:
+        for it in run.scores:
             value = it.scores.get(metric)
-            floor = run.baseline.get(metric)
             text = "-" if value is None else f"{value:.2f}"
             if value is not None and floor is not None and value < floor:
                 text = f"[red]{text}[/red]"
             cells.append(text)
-        table.add_row(
-            str(it.iteration),
-            *cells,
-            f"{it.accepted}/{it.failing}/{it.unanswerable}",
-            "yes" if it.baseline_met else "[red]no[/red]",
-            "; ".join(it.shortfalls),
-        )
+        table.add_row(metric, "" if floor is None else f"{floor:.2f}", *cells)
+    table.add_section()
+    table.add_row(
+        "acc/fail/unans",
+        "",
+        *[f"{it.accepted}/{it.failing}/{it.unanswerable}" for it in run.scores],
+    )
+    table.add_row(
+        "baseline met", "", *["yes" if it.baseline_met else "[red]no[/red]" for it in run.scores]
+    )
     return table
+
+
+def _shortfalls(run: RunDetail) -> list[str]:
+    return [
+        f"  iteration {it.iteration}: {'; '.join(it.shortfalls)}"
+        for it in run.scores
+        if it.shortfalls
+    ]
 
 
 @runs_app.command("show")
@@ -239,6 +241,8 @@ def show_run(
         console.print(_stages(run))
     if run.scores:
         console.print(_scores(run))
+        for line in _shortfalls(run):
+            console.print(line, markup=False)
     for level, events in (("warnings", run.warnings), ("errors", run.errors)):
         if events:
             console.print(f"[bold]{level}[/bold] ({len(events)})")
