@@ -23,7 +23,8 @@ _TEMPLATE = {
     "faith_statements": 650,
     "faith_nli": 1100,
     "relevancy": 450,
-    "precision": 700,
+    "precision": 200,  # one compact call with every context (evaluators/compact.py)
+    "selftest": 600,  # a probe's judge prompt (mostly Ragas' instructions and examples)
     "persona_fit": 300,
     "topic": 120,
     "replace": 300,
@@ -43,7 +44,8 @@ _OUTPUT = {
     "faith_statements": 90,
     "faith_nli": 160,
     "relevancy": 40,
-    "precision": 60,
+    "precision": 120,
+    "selftest": 70,
     "persona_fit": 70,
     "topic": 40,
     "replace": 30,
