@@ -72,6 +72,11 @@ class RunResult:
         return [p for p in self.pairs.values() if p.status == "rejected"]
 
     @property
+    def unverified(self) -> list[QAPair]:
+        """Pairs only a judge that failed its self-test would accept (never accepted)."""
+        return [p for p in self.pairs.values() if p.status == "unverified"]
+
+    @property
     def metadata(self) -> dict[str, Any]:
         """The bundle's metadata.json (empty before the run finished)."""
         if self.bundle_dir is None or not (self.bundle_dir / "metadata.json").is_file():

@@ -247,15 +247,28 @@ def _print_result(result: Any) -> None:
         table.add_row("rewrites", ", ".join(f"{n} {s}" for s, n in sorted(statuses.items())))
     else:
         table.add_row("accepted", str(len(result.accepted)))
+        if result.unverified:
+            table.add_row("unverified", f"{len(result.unverified)} (unverified.jsonl)")
         table.add_row("rejected", str(len(result.rejected)))
     table.add_row("tokens", str(result.tokens))
     metadata_file = result.bundle_dir / "metadata.json" if result.bundle_dir else None
     if metadata_file is not None and metadata_file.is_file():
         import json
 
-        cost = json.loads(metadata_file.read_text(encoding="utf-8"))["usage"]["totals"].get("cost")
+        metadata = json.loads(metadata_file.read_text(encoding="utf-8"))
+        cost = metadata["usage"]["totals"].get("cost")
         if cost:
             table.add_row("cost", str(cost))
+        selftest = metadata.get("judge_selftest") or {}
+        if selftest.get("metrics"):
+            # Which judges decided, and which could not tell right from wrong answers.
+            table.add_row(
+                "judges",
+                ", ".join(
+                    f"{m} {'ok' if v['passed'] else 'FAILED'} (AUC {v['auc'] or 0:.2f})"
+                    for m, v in selftest["metrics"].items()
+                ),
+            )
     if result.reports:
         last = result.reports[-1]
         table.add_row("iterations", str(last.iteration))
