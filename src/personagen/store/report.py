@@ -103,6 +103,7 @@ _SECTIONS = (
     ("summary", "Summary"),
     ("pairs", "Q/A pairs"),
     ("rejected", "Rejected"),
+    ("judges", "Judges' self-test"),
     ("recommendations", "Recommendations"),
     ("plots", "Plots"),
     ("warnings", "Warnings"),
@@ -753,6 +754,41 @@ def _summary_html(metadata: Mapping[str, Any], n_pairs: int, n_rejected: int) ->
     )
 
 
+def _selftest_html(selftest: Mapping[str, Any] | None) -> str:
+    """Each judge metric's discrimination on the run's probes, and what that cost."""
+    if not selftest:
+        return '<p class="empty">not run (goal param selftest: false)</p>'
+
+    def scores(values: Sequence[Any]) -> str:
+        return ", ".join("-" if v is None else f"{float(v):.2f}" for v in values)
+
+    rows = (
+        (
+            name,
+            "-" if m.get("auc") is None else f"{m['auc']:.2f}",
+            "-" if m.get("accuracy") is None else f"{m['accuracy']:.2f}",
+            scores(m.get("good") or []),
+            scores(m.get("bad") or []),
+            _Raw(
+                '<span class="pass">decides</span>'
+                if m.get("passed")
+                else '<span class="warning">failed: does not decide</span>'
+            ),
+        )
+        for name, m in (selftest.get("metrics") or {}).items()
+    )
+    intro = (
+        f"<p>{int(selftest.get('probes', 0))} probe question(s) from the run's "
+        f"{esc(selftest.get('source'))}, each judged with its right answer and a wrong one; "
+        f"a judge passes at AUC and balanced accuracy &ge; {float(selftest.get('min_auc', 0)):.2f}."
+        f" Cost: {int(selftest.get('tokens', 0)):,} tokens.</p>"
+    )
+    return intro + _table(
+        ["metric", "AUC", "accuracy at baseline", "right answers", "wrong answers", "verdict"],
+        rows,
+    )
+
+
 def _recommendations_html(recommendations: Sequence[Mapping[str, Any]]) -> str:
     if not recommendations:
         return '<p class="empty">none: nothing in this run calls for a change</p>'
@@ -827,6 +863,7 @@ def render_report(
         "pairs": pairs_html,
         "rejected": rejected_html,
         "recommendations": _recommendations_html(metadata.get("recommendations") or []),
+        "judges": _selftest_html(metadata.get("judge_selftest")),
         "warnings": _events_html(metadata),
     }
     counts = {"pairs": len(pairs), "rejected": len(rejected)}
