@@ -279,3 +279,54 @@ def test_balanced_accuracy_at_the_baseline() -> None:
     assert balanced_accuracy([0.1, 0.2], [0.0, 0.0], 0.6) == 0.5
     assert balanced_accuracy([1.0, 1.0], [0.0, None], 0.5) == 1.0
     assert balanced_accuracy([1.0], [0.0], None) is None
+
+
+async def test_a_run_measures_its_judges_and_keeps_unverified_pairs_apart(
+    tmp_path: Any, make_spec: Any
+) -> None:
+    import json
+
+    from personagen.api import arun
+    from personagen.llm.fake import FakeChatModel
+
+    # A persona judge that likes everything: it cannot tell right answers from wrong ones.
+    model = FakeChatModel(
+        responders={
+            "PersonaFitOut": lambda r: {"reason": "fine", "question_fit": 5, "answer_fit": 5}
+        }
+    )
+    spec = make_spec(goal={"params": {"selftest": True, "num_questions": 4}})
+    result = await arun(spec, chat_model=model, out_dir=tmp_path / "o", state_dir=tmp_path / "s")
+    assert result.status == "done"
+    metadata = json.loads((result.bundle_dir / "metadata.json").read_text())
+    selftest = metadata["judge_selftest"]
+    assert set(selftest["metrics"]) == {
+        "grounding",
+        "relevance",
+        "faithfulness",
+        "answer_relevancy",
+        "context_precision",
+        "persona_fit",
+    }
+    assert selftest["probes"] >= 2 and selftest["tokens"] > 0
+    verdicts = {m: v["passed"] for m, v in selftest["metrics"].items()}
+    assert verdicts["persona_fit"] is False and verdicts["grounding"] is True
+    for m, v in selftest["metrics"].items():
+        assert all(s is None or 0.0 <= s <= 1.0 for s in v["good"] + v["bad"]), m
+    # Nothing the untrusted judge vouched for is accepted; it sits in unverified.jsonl.
+    assert not result.accepted and result.unverified
+    qa = (result.bundle_dir / "qa.jsonl").read_text().splitlines()
+    unverified = (result.bundle_dir / "unverified.jsonl").read_text().splitlines()
+    assert len(unverified) == len(result.unverified)
+    assert not any(json.loads(line)["answer"] for line in qa)  # only unanswerable, if any
+    assert metadata["counts"]["unverified_by_reason"] == {
+        "persona_fit judge failed its self-test": len(result.unverified)
+    }
+    assert any(r["kind"] == "stronger_judge" for r in metadata["recommendations"])
+    report = (result.bundle_dir / "report.html").read_text()
+    assert "Judges&#x27; self-test" in report or "Judges' self-test" in report
+    assert "failed: does not decide" in report
+    # Every score anywhere in the bundle is in [0, 1].
+    for name in ("qa.jsonl", "unverified.jsonl", "rejected.jsonl"):
+        for line in (result.bundle_dir / name).read_text().splitlines():
+            assert all(0.0 <= v <= 1.0 for v in json.loads(line)["scores"].values())
