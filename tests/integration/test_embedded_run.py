@@ -40,8 +40,18 @@ def test_example_runs_offline_on_the_embedded_model(tmp_path: Path) -> None:
     assert totals["llm_calls"] > 0 and totals["input_tokens"] > 0 and totals["output_tokens"] > 0
     kept = (bundle / "qa.jsonl").read_text().splitlines()
     rejected = (bundle / "rejected.jsonl").read_text().splitlines()
+    unverified_file = bundle / "unverified.jsonl"
+    unverified = unverified_file.read_text().splitlines() if unverified_file.exists() else []
     # Every question ends up somewhere, with its reasons when rejected: nothing dropped.
-    assert len(kept) + len(rejected) == len(result.pairs) >= 2
+    assert len(kept) + len(rejected) + len(unverified) == len(result.pairs) >= 2
+    # The embedded judge was measured on the run's own data, with scores in [0, 1].
+    selftest = metadata["judge_selftest"]
+    assert set(selftest["metrics"]) == {"grounding", "relevance", "faithfulness"}
+    for verdict in selftest["metrics"].values():
+        assert verdict["auc"] is not None
+        assert all(s is None or 0.0 <= s <= 1.0 for s in verdict["good"] + verdict["bad"])
+    for line in [*kept, *rejected, *unverified]:
+        assert all(0.0 <= v <= 1.0 for v in json.loads(line)["scores"].values())
     for line in rejected:
         assert json.loads(line)["reasons"]
     custom = [p for p in result.pairs.values() if p.origin == "custom"]
