@@ -226,8 +226,9 @@ async def test_fake_provider_end_to_end(
     assert all(s == "done" for r in summary["runs"].values() for s in r["statuses"])
     for detail in printed["runs_detail"]:
         assert [p["outcome"] != "missing" for p in detail["pairs"]] == [True, True], detail
-        assert detail["tokens"] > 0
-        if detail["config"] != "model":
+        if detail["config"] == "model":
+            assert detail["tokens"] > 0  # injected runs may be served wholly by the cache
+        else:
             # the injected answer is what the judges saw and what the bundle holds
             wanted = {q.id: getattr(q, detail["config"]) for q in LABELS.questions}
             assert all(p["answer"] == wanted[p["id"]] for p in detail["pairs"]), detail
@@ -236,8 +237,12 @@ async def test_fake_provider_end_to_end(
         assert 0 <= summary[rate]["rate"] <= 1
     assert summary["auc"], "no metric was scored"
     for metric, row in summary["auc"].items():
-        assert 0 <= row["auc"] <= 1, metric
-        assert row["n_correct"] > 0 and row["n_wrong"] > 0
+        # a metric a cheaper gate ran before may have scored only one side: no AUC then
+        if row["n_correct"] and row["n_wrong"]:
+            assert 0 <= row["auc"] <= 1, metric
+        else:
+            assert row["auc"] is None, metric
+    assert any(row["auc"] is not None for row in summary["auc"].values())
     table = quality.render_table(summary)
     assert "answer hit rate" in table and "faithfulness" in table
     # a rerun on the same --out takes every finished run from its journal: nothing is run again
