@@ -185,6 +185,8 @@ class _Session:
     hooks: HooksArg = None
     db_url: str | None = None
     checkpointer: BaseCheckpointSaver | None = None
+    expected_tokens: int | None = None
+    """The pre-run token estimate, for the progress events' ETA."""
 
     def resolve_hooks(self, spec: RunSpec) -> dict[str, list[tuple[str, Any]]]:
         from personagen.evaluators.plugins import load_callable
@@ -299,6 +301,9 @@ class _Session:
             out_dir=self.out_dir.resolve(),
         )
         deadline = None if time_limit is None else time.monotonic() + time_limit
+        from personagen.progress import ProgressTracker
+
+        tracker = ProgressTracker(expected_tokens=self.expected_tokens)
         context = self.context(run_id, spec, max_tokens=max_tokens)
         config: RunnableConfig = {
             "configurable": {"thread_id": run_id},
@@ -334,6 +339,9 @@ class _Session:
                             break
                         if self.progress is not None:
                             self.progress({"mode": mode, "data": chunk})
+                            snapshot_now = tracker.feed({"mode": mode, "data": chunk})
+                            if snapshot_now is not None:
+                                self.progress({"mode": "progress", "data": snapshot_now})
                 except BudgetExhausted as exc:
                     status, reason = "budget_exhausted", str(exc)
                 except StopRun as exc:
@@ -426,6 +434,7 @@ async def arun(
     db_url: str | None = None,
     time_limit: float | None = None,
     checkpointer: BaseCheckpointSaver | None = None,
+    expected_tokens: int | None = None,
 ) -> RunResult:
     """Run a spec to the end (or to its token budget); resumable by `run_id`.
 
@@ -438,7 +447,10 @@ async def arun(
         chat_model: a LangChain chat model to use instead of the spec's provider.
         embeddings: LangChain embeddings to use instead of the provider's.
         max_tokens: token budget overriding `spec.run.max_tokens`.
-        progress: called with every streamed update/custom event.
+        progress: called with every streamed event: `{"mode": "updates"|"custom", "data"}`
+            as LangGraph streams them, and `{"mode": "progress", "data": {stage, iteration,
+            done, total, tokens, expected_tokens, elapsed, eta}}` after each task start/end
+            (see `personagen.progress`).
         hooks: user callables by hook point (`after_persona`, `after_questions`,
             `after_answers`, `after_evaluation`, `before_output`), added to the spec's.
         db_url: the run store (SQLAlchemy URL); default `PERSONAGEN_DB_URL` or
@@ -449,6 +461,8 @@ async def arun(
             `checkpoint`, e.g. an `AsyncPostgresSaver` on a connection pool that many runs
             share; it must use `personagen.graph.checkpoint.serializer()` and stays open
             (its owner closes it).
+        expected_tokens: the run's estimated tokens (`personagen.estimate.estimate_run`),
+            for the progress events' ETA.
     """
     resolved = _as_spec(spec)
     session = _Session(
@@ -461,6 +475,7 @@ async def arun(
         hooks,
         db_url,
         checkpointer,
+        expected_tokens,
     )
     rid = run_id or new_run_id()
     if checkpointer is None:  # a caller's own checkpointer is its own to find again
@@ -609,7 +624,10 @@ async def astream(
     Events: `{"type": "stage", "stage", "event": "start"|"end", "iteration", "seconds",
     "tokens"}` for every node, `{"type": "update", "node"}` for every finished task (one per
     answered or judged item in the fan-outs), `{"type": "tokens", "total"}` after each node
-    that spent tokens, and finally `{"type": "result", "result": RunResult}`.
+    that spent tokens, `{"type": "progress", "stage", "iteration", "done", "total",
+    "tokens", "expected_tokens", "elapsed", "eta"}` after each task start or end (counts per
+    stage such as 7 of 12 answered; ETA when `expected_tokens` is given), and finally
+    `{"type": "result", "result": RunResult}`.
     Takes the same keyword arguments as `arun` (except `progress`).
     """
     queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
@@ -626,6 +644,8 @@ async def astream(
         elif event["mode"] == "updates" and isinstance(data, dict):
             for node in data:
                 queue.put_nowait({"type": "update", "node": node})
+        elif event["mode"] == "progress":
+            queue.put_nowait({"type": "progress", **data})
 
     async def drive() -> RunResult:
         try:

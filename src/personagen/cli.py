@@ -157,32 +157,28 @@ def _usage_error_line(exc: Exception) -> str:
 
 
 class _ProgressView:
-    """Turns streamed graph events into a Rich progress display."""
+    """Shows the run's progress events: counts per stage, tokens vs the estimate, ETA.
 
-    def __init__(self, progress: Progress) -> None:
+    The bar tracks tokens against the pre-run estimate when there is one (a resumed run has
+    none: the bar then only pulses).
+    """
+
+    def __init__(self, progress: Progress, expected_tokens: int | None = None) -> None:
         self.progress = progress
-        self.task = progress.add_task("starting", total=None)
-        self.tokens = 0
-        self.done: dict[str, int] = {}
+        self.task = progress.add_task("starting", total=expected_tokens)
 
     def __call__(self, event: dict[str, Any]) -> None:
-        data = event["data"]
-        if event["mode"] == "custom" and isinstance(data, dict) and "stage" in data:
-            self.tokens += int(data.get("tokens", 0) or 0)
-            if data.get("event") == "start":
-                label = data["stage"].replace("_", " ")
-                iteration = data.get("iteration")
-                suffix = f" (iteration {iteration})" if iteration else ""
-                self.progress.update(self.task, description=f"{label}{suffix}")
-        elif event["mode"] == "updates" and isinstance(data, dict):
-            for node in data:
-                self.done[node] = self.done.get(node, 0) + 1
-            answered, judged = self.done.get("answer", 0), self.done.get("evaluate", 0)
-            self.progress.update(
-                self.task,
-                description=self.progress.tasks[0].description.split(" [")[0]
-                + f" [answered {answered}, judged {judged}, {self.tokens} tokens]",
-            )
+        if event["mode"] != "progress":
+            return
+        from personagen.progress import describe
+
+        snapshot = event["data"]
+        total = snapshot.get("expected_tokens")
+        self.progress.update(
+            self.task,
+            description=describe(snapshot),
+            completed=min(snapshot.get("tokens", 0), total) if total else None,
+        )
 
 
 EXIT_DONE = 0
@@ -404,7 +400,13 @@ def _run_interruptible(
                 loop.close()
 
 
-def _drive(coro_factory: Any, quiet: bool, run_id: str, state_dir: Path | None = None) -> Any:
+def _drive(
+    coro_factory: Any,
+    quiet: bool,
+    run_id: str,
+    state_dir: Path | None = None,
+    expected_tokens: int | None = None,
+) -> Any:
     global _current_run
     _current_run = run_id
     if quiet or not console.is_terminal:
@@ -418,7 +420,10 @@ def _drive(coro_factory: Any, quiet: bool, run_id: str, state_dir: Path | None =
         transient=True,
     ) as progress:
         return _run_interruptible(
-            lambda: coro_factory(_ProgressView(progress)), run_id, progress, state_dir
+            lambda: coro_factory(_ProgressView(progress, expected_tokens)),
+            run_id,
+            progress,
+            state_dir,
         )
 
 
@@ -476,6 +481,7 @@ def run(
         soft_wrap=True,  # one line, never wrapped: it is copied and searched for
         highlight=False,
     )
+    expected: int | None = None
     if not any(source.url for source in loaded.data):  # no second download just to estimate
         from personagen.data.loaders import load_sources
         from personagen.estimate import estimate_run
@@ -497,6 +503,7 @@ def run(
             soft_wrap=True,
             highlight=False,
         )
+        expected = int((guess.low["total_tokens"] + guess.high["total_tokens"]) / 2) or None
     result = _drive(
         lambda progress: arun(
             loaded,
@@ -505,10 +512,12 @@ def run(
             state_dir=state_dir,
             max_tokens=max_tokens,
             progress=progress,
+            expected_tokens=expected,
         ),
         quiet,
         rid,
         state_dir,
+        expected,
     )
     _print_result(result)
     _exit_with(result)
