@@ -14,7 +14,7 @@ from personagen.evaluators.relevance import EmbeddingCache, contrastive_relevanc
 from personagen.evaluators.selftest import auc
 from personagen.evaluators.support import check_claims, ground_answer, source_sentences
 from personagen.llm.fake import FakeEmbeddings
-from personagen.nodes.check_constraints import _gate
+from personagen.nodes._judge import gate as _gate
 from personagen.state.documents import Span
 from personagen.state.items import QAPair, RetrievedContext
 from personagen.state.metadata import JudgeSelfTest, MetricSelfTest
@@ -330,3 +330,31 @@ async def test_a_run_measures_its_judges_and_keeps_unverified_pairs_apart(
     for name in ("qa.jsonl", "unverified.jsonl", "rejected.jsonl"):
         for line in (result.bundle_dir / name).read_text().splitlines():
             assert all(0.0 <= v <= 1.0 for v in json.loads(line)["scores"].values())
+
+
+@pytest.mark.parametrize("point", ["after_evaluation", "before_output"])
+async def test_an_answer_edited_after_judging_is_judged_again(
+    tmp_path: Any, make_spec: Any, point: str
+) -> None:
+    from personagen.api import arun
+    from personagen.llm.fake import FakeChatModel
+    from personagen.state.hooks import HookItem
+
+    fabricated = "Lenders always ask for a deposit of 35 percent, paid in cash."
+
+    def hook(items: list[HookItem], context: Any) -> list[HookItem]:
+        items[0].answer = fabricated
+        return items
+
+    result = await arun(
+        make_spec(run={"max_iterations": 1}),
+        chat_model=FakeChatModel(),
+        hooks={point: hook},
+        out_dir=tmp_path / "o",
+        state_dir=tmp_path / "s",
+    )
+    edited = [p for p in result.pairs.values() if p.answer == fabricated]
+    assert len(edited) == 1
+    pair = edited[0]
+    assert pair.status == "rejected" and pair.scores.get("grounding") == 0.0
+    assert "grounding below 0.50" in pair.failed_checks

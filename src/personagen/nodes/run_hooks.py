@@ -23,6 +23,7 @@ from personagen.graph.context import RunContext
 from personagen.nodes._common import new_questions, regrounded
 from personagen.nodes._hooks import apply_item_hooks
 from personagen.nodes._instrument import instrumented
+from personagen.nodes._judge import rejudged
 from personagen.state.graph import State
 from personagen.state.hooks import HookContext
 from personagen.state.items import PairStatus, PersonaProfile, QAPair
@@ -54,6 +55,9 @@ async def hooks_after_persona(state: State, runtime: Runtime[RunContext]) -> dic
     return {"persona": persona} if persona is not state["persona"] else {}
 
 
+_AFTER_JUDGING = frozenset({"after_evaluation", "before_output"})
+
+
 def _item_hook_node(
     point: str, select: Select, added_status: PairStatus, *, rescore: bool = False
 ) -> Callable[[State, Runtime[RunContext]], Awaitable[dict[str, Any]]]:
@@ -70,6 +74,9 @@ def _item_hook_node(
                 updated[pid] = regrounded(  # edited or added
                     pair, runtime.context.store, [d.id for d in state.get("documents", [])]
                 )
+                if point in _AFTER_JUDGING:
+                    # Past the judging step: the new answer is judged and gated here.
+                    updated[pid] = await rejudged(updated[pid], state, runtime.context)
         update: dict[str, Any] = {"pairs": updated, "hook_log": changes}
         if rescore and updated:
             merged = {**state.get("pairs", {}), **updated}
