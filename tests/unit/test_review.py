@@ -104,6 +104,8 @@ async def test_output_hook_edit_reaches_the_bundle(tmp_path: Path, make_spec: An
         for r in map(json.loads, (done.bundle_dir / "rejected.jsonl").read_text().splitlines())
     }
     assert rows[a["id"]]["answer"] == "Edited answer."
+    # What the reviewer wrote is judged too (scores kept); the reviewer's acceptance stands.
+    assert rows[a["id"]]["scores"]["grounding"] == 0.0 and rows[c["id"]]["scores"]
     # An edited answer's spans are those of the new text: found in the sources, or none.
     assert rows[a["id"]]["spans"] == []
     edited = rows[c["id"]]

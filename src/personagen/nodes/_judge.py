@@ -83,6 +83,23 @@ async def judge(
     )
 
 
+async def judged_by_reviewer(pair: QAPair, state: State, ctx: RunContext) -> QAPair:
+    """A reviewer's own answer, scored like any other; the reviewer's acceptance stands.
+
+    The scores and the judges' reasons are kept on the pair (and in the bundle), so what a
+    human wrote is measured too; a human decision is not overruled by a judge.
+    """
+    judged = await judge(
+        pair,
+        state["goal"],
+        state["persona"],
+        ctx,
+        questions=[p.question for p in state.get("pairs", {}).values() if p.status != "rejected"],
+        selftest=state.get("judge_selftest"),
+    )
+    return judged.model_copy(update={"status": pair.status})
+
+
 async def rejudged(pair: QAPair, state: State, ctx: RunContext) -> QAPair:
     """An edited pair judged and gated again, as the judging step would have."""
     judged = await judge(

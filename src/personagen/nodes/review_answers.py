@@ -14,6 +14,7 @@ from personagen.evaluators.scoring import iteration_report
 from personagen.graph.context import RunContext
 from personagen.nodes._common import regrounded
 from personagen.nodes._instrument import instrumented
+from personagen.nodes._judge import judged_by_reviewer
 from personagen.nodes._review import as_item, ask, hook_enabled
 from personagen.state.graph import State
 from personagen.state.items import QAPair
@@ -44,8 +45,10 @@ async def review_answers(state: State, runtime: Runtime[RunContext]) -> dict[str
             edited = pair.model_copy(
                 update={"answer": item.text.strip(), "status": "accepted", "feedback": []}  # type: ignore[union-attr]
             )
-            updated[pair.id] = regrounded(
-                edited, runtime.context.store, [d.id for d in state["documents"]]
+            updated[pair.id] = await judged_by_reviewer(
+                regrounded(edited, runtime.context.store, [d.id for d in state["documents"]]),
+                state,
+                runtime.context,
             )
         else:
             note = f"reviewer: {item.note}" if item.note else "rejected by the reviewer"
