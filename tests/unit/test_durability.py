@@ -119,7 +119,8 @@ async def test_unrepairable_output_is_reported_on_the_item(tmp_path: Path, make_
         out_dir=tmp_path / "out",
         state_dir=tmp_path / "state",
     )
-    assert result.status == "done" and not result.accepted
+    # Nothing parsed at all: the run fails loudly (issue 15.7), and still reports every item.
+    assert result.status == "failed" and not result.accepted
     rejected = [
         json.loads(x) for x in (result.bundle_dir / "rejected.jsonl").read_text().splitlines()
     ]
