@@ -107,6 +107,7 @@ async def judge_pair(
                 other_questions=pair.other_questions,
                 alternatives=pair.alternatives,
                 cache=embedding_cache(client),
+                evidence=pair.span_texts,
             )
             return MetricScore(result.value, result.reason)
         if metric == "faithfulness" and is_extractive(pair.answer, list(pair.span_texts)):

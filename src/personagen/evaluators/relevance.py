@@ -148,6 +148,7 @@ async def contrastive_relevance(
     other_questions: Sequence[str],
     alternatives: Sequence[str],
     cache: EmbeddingCache | None,
+    evidence: Sequence[str] = (),
 ) -> RelevanceScore:
     """How clearly `answer` answers `question` rather than something else.
 
@@ -158,6 +159,8 @@ async def contrastive_relevance(
         alternatives: Sentences the retriever found for the question (the alternative
             contrast); sentences that are part of the answer are left out.
         cache: Embeddings (None: lexical similarity only).
+        evidence: The source text the answer rests on (its spans): compared together with
+            the answer, so a paraphrase in other words is not penalised for its wording.
 
     Returns:
         1.0 when the answer is closest to its own question and among the two sentences
@@ -166,6 +169,9 @@ async def contrastive_relevance(
     """
     if not answer.strip():
         return RelevanceScore(None, "relevance: the answer is empty")
+    flat = normalized(answer)
+    extra = [e for e in dict.fromkeys(normalized(e) for e in evidence) if e and e not in flat]
+    stated = " ".join([answer, *extra])
     # A rival that asks for the same thing (most of the question's words) is no contrast.
     asked = set(content_stems(question))
     others = [
@@ -177,7 +183,7 @@ async def contrastive_relevance(
     parts: list[tuple[float, str]] = []
     if others:
         pool = [question, *others]
-        scores = await _fused(answer, pool, cache, anchor_is_query=False)
+        scores = await _fused(stated, pool, cache, anchor_is_query=False)
         rank = 1 + sum(1 for s in scores[1:] if s > scores[0])
         closest = others[max(range(len(others)), key=lambda i: scores[i + 1])]
         parts.append(
@@ -189,7 +195,7 @@ async def contrastive_relevance(
             )
         )
     if rivals:
-        pool = [answer, *rivals]
+        pool = [stated, *rivals]
         scores = await _fused(question, pool, cache, anchor_is_query=True)
         rank = 1 + sum(1 for s in scores[1:] if s > scores[0])
         parts.append(

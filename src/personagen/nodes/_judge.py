@@ -40,8 +40,19 @@ def pair_to_judge(pair: QAPair, other_questions: list[str]) -> PairToJudge:
         sources=sources,
         span_texts=[s.text for s in pair.spans],
         other_questions=other_questions,
-        alternatives=[s for c in pair.contexts for s in sentences(c.text)],
+        # A sentence the answer rests on (its spans) is no rival to it.
+        alternatives=[
+            s
+            for c in pair.contexts
+            for s in sentences(c.text)
+            if not any(_same_text(s, span.text) for span in pair.spans)
+        ],
     )
+
+
+def _same_text(a: str, b: str) -> bool:
+    a, b = " ".join(a.split()), " ".join(b.split())
+    return a in b or b in a
 
 
 async def judge(
