@@ -40,7 +40,7 @@ async def test_after_questions_filter_edit_add(tmp_path: Path, make_spec: Any) -
 
     model = FakeChatModel()
     spec = make_spec(
-        goal={"name": "qa", "params": {"num_questions": 3}, "baseline": {"answer_relevancy": 0.0}}
+        goal={"name": "qa", "params": {"num_questions": 3}, "baseline": {"relevance": 0.0}}
     )
     result = await arun(spec, chat_model=model, hooks={"after_questions": hook}, **_kw(tmp_path))
     assert seen == [3]

@@ -304,7 +304,6 @@ async def test_a_run_measures_its_judges_and_keeps_unverified_pairs_apart(
         "grounding",
         "relevance",
         "faithfulness",
-        "answer_relevancy",
         "context_precision",
         "persona_fit",
     }
