@@ -58,7 +58,7 @@ def test_serverless_handler_resumes_after_time_limit(tmp_path: Path, make_spec: 
     )
     assert full["status"] == "done"
 
-    first_model = FakeChatModel(latency=0.25)
+    first_model = FakeChatModel(latency=0.5)
     first = serverless.handler(event, chat_model=first_model)
     assert first == {"status": "in_progress", "run_id": "fn-1"}
     assert first_model.calls_for("QuestionsOut")  # got past question generation

@@ -58,7 +58,7 @@ def test_resume_writes_where_the_run_was_writing(tmp_path: Path, make_spec: Any)
     async def scenario() -> tuple[Any, Any]:
         from personagen.llm.fake import FakeChatModel
 
-        slow = FakeChatModel(latency=0.05)
+        slow = FakeChatModel(latency=0.2)
         first = await arun(
             spec, run_id="r1", out_dir=out, state_dir=state, chat_model=slow, time_limit=0.3
         )
