@@ -321,7 +321,7 @@ PARAM_RANGES: dict[str, tuple[type, float, float | None]] = {
     "answer_relevancy_strictness": (int, 1, 10),
     "target_words": (int, 10, 10_000),
     "max_sections": (int, 1, 8),
-    "map_chars": (int, 200, None),
+    "map_chars": (int, 100, None),
     "max_notes": (int, 1, 8),
     "reduce_max_notes": (int, 2, None),
     "evidence_notes": (int, 1, None),
