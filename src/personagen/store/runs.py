@@ -215,6 +215,7 @@ class TokenUsageRow(Base):
     output_tokens: Mapped[int] = mapped_column(Integer)
     seconds: Mapped[float] = mapped_column(Float)
     cache_hits: Mapped[int] = mapped_column(Integer)
+    cost_usd: Mapped[float | None] = mapped_column(Float)
 
 
 class IterationRow(Base):
@@ -335,6 +336,7 @@ class TokenUsageView(BaseModel):
     output_tokens: int
     seconds: float
     cache_hits: int
+    cost_usd: float | None = None
 
 
 class IterationView(BaseModel):
@@ -574,6 +576,7 @@ def _add_missing_columns(conn: Any) -> None:
     for table, names in (
         (RunRow.__table__, _ADDED_COLUMNS),
         (IterationRow.__table__, _ADDED_ITERATION_COLUMNS),
+        (TokenUsageRow.__table__, ("cost_usd",)),
     ):
         present = {c["name"] for c in inspect(conn).get_columns(table.name)}
         for name in names:
@@ -837,6 +840,7 @@ class RunStore:
                         "output_tokens": int(row.get("output_tokens", 0)),
                         "seconds": float(row.get("seconds", 0.0)),
                         "cache_hits": int(row.get("cache_hits", 0)),
+                        "cost_usd": row.get("cost_usd"),
                     }
                     for model, row in usage.get("per_model", {}).items()
                 ],
