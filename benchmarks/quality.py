@@ -413,7 +413,8 @@ async def run_all(
     provider, document, configuration and questions) are taken from it instead of run again:
     an hour-long embedded benchmark that is stopped continues where it was.
     """
-    done = read_journal(journal, provider) if journal is not None else {}
+    code = code_fingerprint()
+    done = read_journal(journal, provider, code) if journal is not None else {}
     outcomes = []
     for doc in docs or labels.docs:
         questions = [q for q in labels.questions if q.doc == doc][:limit]
@@ -426,7 +427,12 @@ async def run_all(
                 )
                 if journal is not None:
                     with journal.open("a", encoding="utf-8") as out:
-                        line = {"provider": provider.label, "questions": key[2], **asdict(outcome)}
+                        line = {
+                            "provider": provider.label,
+                            "code": code,
+                            "questions": key[2],
+                            **asdict(outcome),
+                        }
                         out.write(json.dumps(line) + "\n")
             if progress is not None:
                 progress(
@@ -437,10 +443,24 @@ async def run_all(
     return outcomes
 
 
+def code_fingerprint() -> str:
+    """A hash of PersonaGen's code and prompts: journalled runs of other code are stale."""
+    import hashlib
+
+    import personagen
+
+    root = Path(personagen.__file__).parent
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*")):
+        if path.is_file() and "__pycache__" not in path.parts:
+            digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def read_journal(
-    path: Path, provider: Provider
+    path: Path, provider: Provider, code: str
 ) -> dict[tuple[str, str, tuple[str, ...]], RunOutcome]:
-    """Finished runs recorded in a journal, by (document, configuration, question ids)."""
+    """Finished runs of this code recorded in a journal, by (document, config, question ids)."""
     found: dict[tuple[str, str, tuple[str, ...]], RunOutcome] = {}
     if not path.is_file():
         return found
@@ -449,7 +469,7 @@ def read_journal(
             continue
         try:
             row = json.loads(line)
-            if row.pop("provider") != provider.label:
+            if row.pop("provider") != provider.label or row.pop("code", None) != code:
                 continue
             questions = tuple(row.pop("questions"))
             pairs = [PairResult(**p) for p in row.pop("pairs")]
