@@ -458,7 +458,7 @@ def run(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
 ) -> None:
     """Run a spec end to end and write the output bundle."""
-    from personagen.api import arun, new_run_id, register_run
+    from personagen.api import aresume, arun, new_run_id, register_run
     from personagen.specfile import check_runnable, load_spec
     from personagen.store.run_records import RunLock
 
@@ -518,6 +518,19 @@ def run(
         rid,
         state_dir,
         expected,
+    )
+    result = _review_inline(
+        result,
+        rid,
+        lambda decision: _drive(
+            lambda progress: aresume(
+                rid, decision=decision, out_dir=out_dir, state_dir=state_dir, progress=progress
+            ),
+            quiet,
+            rid,
+            state_dir,
+        ),
+        quiet,
     )
     _print_result(result)
     _exit_with(result)
@@ -611,32 +624,64 @@ def review(
     _exit_with(result)
 
 
+def _edit_text(prompt: str, original: str) -> str:
+    """Ask for a new text with the original already typed in, ready to edit in place."""
+    try:
+        import readline
+    except ImportError:  # no line editing here: show the original as the default
+        from rich.prompt import Prompt
+
+        return Prompt.ask(prompt, default=original)
+    readline.set_startup_hook(lambda: readline.insert_text(original))
+    try:
+        return input(f"{prompt}: ").strip() or original
+    finally:
+        readline.set_startup_hook(None)
+
+
 def _ask_interactively(request: dict[str, Any]) -> dict[str, Any]:
+    from rich.markup import escape
     from rich.prompt import Prompt
 
-    out.print(f"[bold]review: {request['hook']}[/bold] (run {request['run_id']})")
+    out.print(f"[bold]review: {escape(str(request['hook']))}[/bold] (run {request['run_id']})")
     if request["hook"] == "persona":
-        out.print(request.get("persona"))
+        out.print(request.get("persona"), markup=False)
         field = Prompt.ask("field to change (empty to approve)", default="")
         if not field:
             return {"approve_all": True}
         return {"persona": {field: Prompt.ask(f"new value for {field}")}}
+    edits_answer = request["hook"] == "answers"
     items: dict[str, Any] = {}
     for item in request["items"]:
-        out.print(f"\n[bold]{item['id']}[/bold] {item['question']}")
+        out.print(f"\n[bold]{escape(item['id'])}[/bold] {escape(item['question'])}")
         if item.get("answer"):
-            out.print(f"  answer: {item['answer']}")
+            out.print(f"  answer: {item['answer']}", markup=False)
         if item.get("reasons"):
-            out.print(f"  reasons: {'; '.join(item['reasons'])}")
+            out.print(f"  reasons: {'; '.join(item['reasons'])}", markup=False)
         action = Prompt.ask("approve / edit / reject", choices=["a", "e", "r"], default="a")
         if action == "e":
-            items[item["id"]] = {"action": "edit", "text": Prompt.ask("new text")}
+            original = str(item.get("answer" if edits_answer else "question") or "")
+            text = _edit_text("answer" if edits_answer else "question", original)
+            items[item["id"]] = {"action": "edit", "text": text}
         elif action == "r":
             items[item["id"]] = {
                 "action": "reject",
                 "note": Prompt.ask("why (fed back)", default=""),
             }
     return {"items": items}
+
+
+def _review_inline(result: Any, run_id: str, drive_resume: Any, quiet: bool) -> Any:
+    """On a terminal, answer each review hook right here and continue the run.
+
+    Without a terminal (or with --quiet) the run stays paused, as before: exit 5 and the
+    `personagen review` line.
+    """
+    interactive = not quiet and sys.stdin.isatty() and console.is_terminal
+    while interactive and result.status == "waiting_for_review" and result.interrupt:
+        decision = _ask_interactively(result.interrupt)
+        result = drive_resume(decision)
+    return result
 
 
 @app.command()
