@@ -8,7 +8,7 @@ from langgraph.runtime import Runtime
 from langgraph.types import Send
 
 from personagen.graph.context import RunContext
-from personagen.nodes._common import new_questions
+from personagen.nodes._common import live_questions, new_questions
 from personagen.nodes._instrument import default_context_of
 from personagen.nodes._review import hook_enabled
 from personagen.state.graph import AnswerTask, JudgeTask, SelfTestTask, State
@@ -152,7 +152,7 @@ def dispatch_evaluations(state: State) -> list[Send] | Literal["check_constraint
     The self-test runs beside the first pass's judging (same step, no extra wall time);
     `check_constraints` waits for both.
     """
-    questions = [p.question for p in state["pairs"].values() if p.status != "rejected"]
+    questions = live_questions(state["pairs"].values())
     sends = [
         Send(
             "evaluate",

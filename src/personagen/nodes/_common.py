@@ -71,3 +71,8 @@ def new_questions(pairs: Collection[QAPair], iteration: int) -> list[QAPair]:
         and p.iteration == iteration
         and (not p.history or p.history[-1].get("question") != p.question)
     ]
+
+
+def live_questions(pairs: Collection[QAPair]) -> list[str]:
+    """The run's questions still in play (the relevance judge's contrast set)."""
+    return [p.question for p in pairs if p.status != "rejected"]

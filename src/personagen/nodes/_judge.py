@@ -19,6 +19,7 @@ from personagen.evaluators.judging import (
 from personagen.evaluators.support import SourceSentence, source_sentences
 from personagen.graph.context import RunContext
 from personagen.llm._text import sentences
+from personagen.nodes._common import live_questions
 from personagen.state.goal import ResolvedGoal
 from personagen.state.graph import State
 from personagen.state.items import PersonaProfile, QAPair
@@ -94,33 +95,30 @@ async def judge(
     )
 
 
+async def _judge_in(state: State, pair: QAPair, ctx: RunContext) -> QAPair:
+    return await judge(
+        pair,
+        state["goal"],
+        state["persona"],
+        ctx,
+        questions=live_questions(state.get("pairs", {}).values()),
+        selftest=state.get("judge_selftest"),
+    )
+
+
 async def judged_by_reviewer(pair: QAPair, state: State, ctx: RunContext) -> QAPair:
     """A reviewer's own answer, scored like any other; the reviewer's acceptance stands.
 
     The scores and the judges' reasons are kept on the pair (and in the bundle), so what a
     human wrote is measured too; a human decision is not overruled by a judge.
     """
-    judged = await judge(
-        pair,
-        state["goal"],
-        state["persona"],
-        ctx,
-        questions=[p.question for p in state.get("pairs", {}).values() if p.status != "rejected"],
-        selftest=state.get("judge_selftest"),
-    )
+    judged = await _judge_in(state, pair, ctx)
     return judged.model_copy(update={"status": pair.status})
 
 
 async def rejudged(pair: QAPair, state: State, ctx: RunContext) -> QAPair:
     """An edited pair judged and gated again, as the judging step would have."""
-    judged = await judge(
-        pair,
-        state["goal"],
-        state["persona"],
-        ctx,
-        questions=[p.question for p in state.get("pairs", {}).values() if p.status != "rejected"],
-        selftest=state.get("judge_selftest"),
-    )
+    judged = await _judge_in(state, pair, ctx)
     violations = await violations_of(judged, state, ctx)
     return gate(judged, state["goal"].baseline, violations, state.get("judge_selftest"))
 
