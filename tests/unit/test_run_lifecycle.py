@@ -165,3 +165,18 @@ def test_lock_is_reentrant_in_one_process(tmp_path: Path) -> None:
     started = time.monotonic()
     assert process_state("x", tmp_path, None, None) == "dead"
     assert time.monotonic() - started < 1
+
+
+def test_a_store_made_by_an_older_version_gets_the_new_columns(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "runs.sqlite"
+    with RunStore(f"sqlite:///{path}") as store:
+        store.setup()
+    with sqlite3.connect(path) as db:  # the schema before runs recorded their process
+        for column in ("host", "pid", "state_dir", "out_dir"):
+            db.execute(f"ALTER TABLE personagen_runs DROP COLUMN {column}")
+    spec = parse_spec({"persona": "A nurse", "data": [{"text": "Some text here."}]})
+    with RunStore(f"sqlite:///{path}") as store:
+        store.record_start("old", spec, owner=("h", 1), state_dir=tmp_path, out_dir=tmp_path)
+        assert store.list_runs()[0].id == "old"
