@@ -97,12 +97,14 @@ def register_run(
     state_dir: str | Path = DEFAULT_STATE_DIR,
     checkpoint: str | None = None,
     db_url: str | None = None,
+    list_it: bool = True,
 ) -> Path:
     """Make a run resumable before anything else happens: write its record durably.
 
     The record holds the spec and where the run writes (out dir, state dir, checkpoint);
     `resume` starts from it when the run was killed before its first checkpoint, and
-    writes the bundle to the recorded out dir. The run store lists the run from now on.
+    writes the bundle to the recorded out dir. The run store lists the run from now on
+    (unless `list_it` is False).
     `arun` calls this itself; call it first (as the CLI does) to show the run id only once
     the run can be resumed.
 
@@ -127,6 +129,8 @@ def register_run(
         created_at=time.time(),
     )
     path = write_record(record)
+    if not list_it:  # the caller records the start in the run store itself
+        return path
     try:
         with RunStore(db_url or default_db_url(state)) as runs:
             runs.record_start(
@@ -487,6 +491,7 @@ async def arun(
             state_dir=state_dir,
             checkpoint=checkpoint,
             db_url=db_url,
+            list_it=False,  # drive() records the start a moment later
         )
     return await session.drive(
         rid,
