@@ -573,11 +573,12 @@ def _add_missing_columns(conn: Any) -> None:
     """Add the run columns a store created by an older version lacks (nullable, no data)."""
     from sqlalchemy import inspect
 
-    for table, names in (
-        (RunRow.__table__, _ADDED_COLUMNS),
-        (IterationRow.__table__, _ADDED_ITERATION_COLUMNS),
-        (TokenUsageRow.__table__, ("cost_usd",)),
+    for model, names in (
+        (RunRow, _ADDED_COLUMNS),
+        (IterationRow, _ADDED_ITERATION_COLUMNS),
+        (TokenUsageRow, ("cost_usd",)),
     ):
+        table = Base.metadata.tables[model.__tablename__]
         present = {c["name"] for c in inspect(conn).get_columns(table.name)}
         for name in names:
             if name in present:
