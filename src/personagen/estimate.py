@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from personagen.data.chunking import Splitter
+from personagen.llm.factory import judge_is_small
 from personagen.prompts.library import resolve_goal
 from personagen.state.goal import ResolvedGoal
 from personagen.state.spec import RunSpec
@@ -136,10 +137,7 @@ def estimate_run(
         texts: the documents' texts, when at hand: sections and excerpts are then counted,
             not guessed from the length.
     """
-    judge = spec.llm.judge or spec.llm
-    goal = resolve_goal(
-        spec.goal, base_dir=spec.base_dir, small_judge=judge.provider == "embedded"
-    )
+    goal = resolve_goal(spec.goal, base_dir=spec.base_dir, small_judge=judge_is_small(spec.llm))
     if goal.loop == "summary":
         first, later, items, notes = _summary(spec, goal, characters, documents, texts)
     elif goal.loop == "rewrite":

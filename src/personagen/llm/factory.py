@@ -150,6 +150,18 @@ def _openai_client(
 _PARAMS = re.compile(r"(?<![a-z0-9.])(\d+(?:\.\d+)?)\s*([mb])(?![a-z])", re.I)
 
 
+def judge_is_small(settings: LLMSettings) -> bool:
+    """Whether the run's judge (`llm.judge`, else `llm`) is a tiny model, as its client says.
+
+    The bundled embedded model, or an endpoint whose model name says under a billion
+    parameters; goals then judge with what such a model can judge (`small_judge`).
+    """
+    judge = settings.judge or settings
+    if judge.provider == "embedded":
+        return judge.model_path is None
+    return judge.provider == "openai" and is_small_model(judge.model or "")
+
+
 def is_small_model(name: str) -> bool:
     """Whether a model's name says it has under a billion parameters (e.g. `135M`, `0.5b`).
 
