@@ -15,6 +15,8 @@ benchmark (`benchmarks/quality.py`) compares both.
 
 from __future__ import annotations
 
+import typing
+from collections.abc import Sequence
 from functools import cache
 from typing import Any, Literal
 
@@ -53,7 +55,7 @@ def _verdicts_schema(n: int) -> type[ContextVerdictsOut]:
     )
 
 
-def average_precision(verdicts: list[int]) -> float:
+def average_precision(verdicts: Sequence[int]) -> float:
     """Ragas' context precision: precision@k averaged over the useful positions."""
     useful = sum(verdicts)
     if not useful:
@@ -100,14 +102,27 @@ def _nli() -> tuple[Any, Any, Any]:
     return NLIStatementPrompt(), NLIStatementInput, bounded_response_model(NLIStatementOutput)
 
 
+@cache
+def _nli_output(n: int) -> Any:
+    """Ragas' NLI output with exactly `n` verdicts: one per statement we sent, no more."""
+    _, _, output = _nli()
+    item = typing.get_args(output.model_fields["statements"].annotation)[0]
+    return create_model(
+        output.__name__,
+        __base__=output,
+        statements=(list[item], Field(min_length=n, max_length=n)),  # type: ignore[valid-type]
+    )
+
+
 async def faithfulness(client: LLMClient, *, answer: str, contexts: list[str]) -> MetricScore:
     """Share of the answer's sentences the contexts support, checked in one NLI call."""
     statements = [s for s in sentences(answer) if s.strip()] or [answer.strip()]
-    prompt, input_type, output_type = _nli()
+    prompt, input_type, _ = _nli()
     text = prompt.to_string(input_type(context="\n".join(contexts), statements=statements))
     from langchain_core.messages import HumanMessage
 
-    out = await client.structured([HumanMessage(content=text)], output_type)
+    # A tiny judge invents statements of its own; the schema holds it to ours.
+    out = await client.structured([HumanMessage(content=text)], _nli_output(len(statements)))
     if not out.statements:
         return MetricScore(None, "faithfulness: the judge returned no verdict")
     supported = sum(1 for s in out.statements if s.verdict)
