@@ -568,6 +568,7 @@ def summarize(
             "correct": sum(p.outcome == "unverified" for p in correct),
             "wrong": sum(p.outcome == "unverified" for p in wrong),
         },
+        "wrong_accepted": sorted(p.id for p in wrong if p.outcome == "accepted"),
         "auc": aucs,
         "judge_selftest": selftests,
         "rejection_reasons": {
@@ -635,7 +636,12 @@ def render_table(summary: dict[str, Any]) -> str:
         + ", ".join(f"{k} {_fmt(v)}" for k, v in by_kind.items())
         + ")",
         f"unverified   correct {summary['unverified']['correct']}    "
-        f"wrong {summary['unverified']['wrong']}",
+        f"wrong {summary['unverified']['wrong']}"
+        + (
+            f"    wrong answers accepted: {', '.join(summary['wrong_accepted'])}"
+            if summary["wrong_accepted"]
+            else ""
+        ),
         f"{'metric':<20} {'AUC':>6} {'n corr/wrong':>13} {'AUC contra':>11} {'AUC off-q':>10}"
         "  self-test",
     ]
