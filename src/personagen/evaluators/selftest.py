@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 from personagen.evaluators.judging import PairToJudge, judge_pair
 from personagen.evaluators.relevance import EmbeddingCache, rank_candidates
-from personagen.evaluators.support import SourceSentence
+from personagen.evaluators.support import SourceSentence, sentences_with_offsets
 from personagen.llm._text import sentences
 from personagen.llm.client import LLMClient
 from personagen.state.goal import ResolvedGoal
@@ -77,15 +77,8 @@ def balanced_accuracy(
 
 
 def _sentence_spans(text: str, base: int, doc_id: str) -> list[SourceSentence]:
-    out, cursor = [], 0
-    for sentence in sentences(text):
-        index = text.find(sentence, cursor)
-        if index < 0:
-            continue
-        cursor = index + len(sentence)
-        if 20 <= len(sentence) <= 400:
-            out.append(SourceSentence(doc_id, base + index, base + cursor, sentence))
-    return out
+    """The text's sentences of answer size (20-400 characters), with absolute offsets."""
+    return [s for s in sentences_with_offsets(doc_id, text, base) if 20 <= len(s.text) <= 400]
 
 
 async def best_sentence(

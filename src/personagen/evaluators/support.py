@@ -73,7 +73,8 @@ class ClaimCheck:
         return Span(doc_id=s.doc_id, start=s.start, end=s.end, text=s.text)
 
 
-def _sentences_with_offsets(doc_id: str, text: str, base: int) -> list[SourceSentence]:
+def sentences_with_offsets(doc_id: str, text: str, base: int) -> list[SourceSentence]:
+    """The sentences of `text` (found at `base` in document `doc_id`), with their offsets."""
     out: list[SourceSentence] = []
     cursor = 0
     for sentence in sentences(text):
@@ -96,12 +97,12 @@ def source_sentences(
     """
     out: list[SourceSentence] = []
     for context in contexts:
-        out.extend(_sentences_with_offsets(context.doc_id, context.text, context.start))
+        out.extend(sentences_with_offsets(context.doc_id, context.text, context.start))
     if document_text is not None:
         seen = {c.doc_id for c in contexts}
         for doc_id in dict.fromkeys(also_in):
             if doc_id not in seen:
-                out.extend(_sentences_with_offsets(doc_id, document_text(doc_id), 0))
+                out.extend(sentences_with_offsets(doc_id, document_text(doc_id), 0))
     pairs = []
     for a, b in zip(out, out[1:], strict=False):
         if a.doc_id == b.doc_id and 0 <= b.start - a.end <= 4:
