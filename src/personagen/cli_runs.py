@@ -39,8 +39,10 @@ def _console() -> Console:
     return Console(highlight=False, soft_wrap=False)
 
 
-def _when(value: datetime | None) -> str:
-    return value.astimezone().strftime("%Y-%m-%d %H:%M:%S") if value else "-"
+def _when(value: datetime | None, *, short: bool = False) -> str:
+    if value is None:
+        return "-"
+    return value.astimezone().strftime("%m-%d %H:%M" if short else "%Y-%m-%d %H:%M:%S")
 
 
 def _seconds(value: float | None) -> str:
@@ -88,24 +90,39 @@ def list_runs(
             + (f" with status {status!r}" if status else "")
         )
         return
-    table = Table(title=f"runs in {store.display_url}", title_justify="left")
-    table.add_column("id", no_wrap=True)
-    table.add_column("status", no_wrap=True)
-    table.add_column("goal")
-    table.add_column("persona")
-    table.add_column("model", overflow="fold")
-    table.add_column("started", no_wrap=True)
-    table.add_column("runtime", justify="right", no_wrap=True)
-    table.add_column("tokens", justify="right", no_wrap=True)
-    table.add_column("acc/rej", justify="right", no_wrap=True)
+    # Narrow terminals: ids, statuses and figures stay whole; names give way (ellipsis).
+    table = Table(
+        title=f"runs in {store.display_url}",
+        title_justify="left",
+        box=None,  # no rules: every character of a narrow terminal goes to the figures
+        padding=(0, 1, 0, 0),
+        pad_edge=False,
+        header_style="bold underline",
+    )
+
+    def whole(header: str, values: list[str]) -> int:
+        return max(len(header), *(len(v) for v in values))
+
+    table.add_column("id", no_wrap=True, min_width=whole("id", [r.id for r in runs]))
+    table.add_column("status", no_wrap=True, min_width=whole("status", [r.status for r in runs]))
+    table.add_column("goal", no_wrap=True, overflow="ellipsis", min_width=4)
+    table.add_column("persona", no_wrap=True, overflow="ellipsis", min_width=5)
+    wide = console.width >= 100  # the model is in `runs show`; narrow lists leave it out
+    if wide:
+        table.add_column("model", no_wrap=True, overflow="ellipsis", min_width=5)
+    table.add_column("started", no_wrap=True, min_width=11)
+    table.add_column("runtime", justify="right", no_wrap=True, min_width=7)
+    tokens = [f"{r.total_tokens:,}" for r in runs]
+    table.add_column("tokens", justify="right", no_wrap=True, min_width=whole("tokens", tokens))
+    table.add_column("acc/rej", justify="right", no_wrap=True, min_width=7)
     for run in runs:
         table.add_row(
             run.id,
             _status(run),
             run.goal or "-",
             run.persona or "-",
-            run.model or "-",
-            _when(run.started_at),
+            *([run.model or "-"] if wide else []),
+            _when(run.started_at, short=True),
             _seconds(run.runtime_seconds),
             f"{run.total_tokens:,}",
             f"{_count(run.accepted)}/{_count(run.rejected)}",

@@ -62,3 +62,15 @@ def test_the_readme_batch_example_parses(tmp_path: Path) -> None:
         "First-time buyer, nurse",
         "Broker",
     }
+
+
+def test_runs_list_keeps_ids_statuses_and_figures_whole_at_80_columns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = drive_fake_run(tmp_path, run_id="20261205-081019-8a320b")
+    db = f"sqlite:///{tmp_path / 'state' / 'runs.sqlite'}"
+    monkeypatch.setenv("COLUMNS", "80")
+    _main(["runs", "list", "--db", db], monkeypatch)
+    row = next(line for line in capsys.readouterr().out.splitlines() if run.run_id in line)
+    tokens = f"{run.metadata['usage']['totals']['total_tokens']:,}"
+    assert " done " in row and tokens in row and len(row) <= 80, row
