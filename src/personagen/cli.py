@@ -566,6 +566,24 @@ def resume(
         run_id,
         state_dir,
     )
+    result = _review_inline(
+        result,
+        run_id,
+        lambda decision: _drive(
+            lambda progress: aresume(
+                run_id,
+                decision=decision,
+                out_dir=out_dir,
+                state_dir=state_dir,
+                checkpoint=checkpoint,
+                progress=progress,
+            ),
+            quiet,
+            run_id,
+            state_dir,
+        ),
+        quiet,
+    )
     _print_result(result)
     _exit_with(result)
 
