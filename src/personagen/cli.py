@@ -382,7 +382,9 @@ def _run_interruptible(
     # A Python-level handler, not `loop.add_signal_handler`: it runs between bytecodes even
     # while the loop thread is busy (a 4 s import of ragas, CPU-bound scoring), so the grace
     # timer starts at the keypress, not when the loop next polls.
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous: dict[int, Any] = {}
+    if threading.current_thread() is threading.main_thread():  # only there can it listen
+        previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         return loop.run_until_complete(main)
     except BaseException:
