@@ -129,6 +129,8 @@ def test_random_kills_then_resume_with_no_flags(tmp_path: Path, cli_spec: Path) 
     ]
     bad = [t for t in trials if not t.same_pairs]
     assert not bad, bad
+    # Kills after the id was shown were resumed (`personagen resume victim`, no flag).
+    assert all(t.resumed for t in trials if t.id_printed and t.detail != "finished before")
 
 
 def test_killed_run_is_listed_interrupted(tmp_path: Path, cli_spec: Path) -> None:
