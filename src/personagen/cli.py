@@ -1,7 +1,9 @@
-"""The `personagen` command: run, resume, validate, goals.
+"""The `personagen` command: run, resume, review, validate, estimate, goals (runs, batch).
 
-Errors print one clear line (the message names the file, key, path or URL) and exit
-non-zero; `--debug` shows the traceback instead.
+Errors print one clear line naming the flag, key path, file or URL and the offending value;
+`--debug` shows the traceback instead. Exit codes (`EXIT_*` below, tabled in the README):
+0 done with output, 2 bad input, 3 nothing accepted, 4 failed, 5 paused for review,
+6 stopped resumable, 130 interrupted. Ctrl-C stops a run within ~2 s, resumable.
 """
 
 from __future__ import annotations
