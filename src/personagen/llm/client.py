@@ -57,8 +57,8 @@ class TransientLLMError(LLMError):
 
 def is_transient(exc: BaseException) -> bool:
     """Whether a failed call should be retried: timeouts, connection errors, 429, 5xx."""
-    if isinstance(exc, BudgetExhausted):
-        return False
+    if isinstance(exc, BudgetExhausted | asyncio.CancelledError | KeyboardInterrupt):
+        return False  # decided before importing openai (~2 s): a Ctrl-C must stop at once
     if isinstance(exc, TransientLLMError | TimeoutError | ConnectionError):
         return True
     try:
