@@ -106,6 +106,9 @@ async def test_output_hook_edit_reaches_the_bundle(tmp_path: Path, make_spec: An
     assert rows[a["id"]]["answer"] == "Edited answer."
     # What the reviewer wrote is judged too (scores kept); the reviewer's acceptance stands.
     assert rows[a["id"]]["scores"]["grounding"] == 0.0 and rows[c["id"]]["scores"]
+    # The text before the edit stays in the pair's history.
+    assert rows[a["id"]]["history"][-1]["answer"] == a["answer"]
+    assert rows[a["id"]]["history"][-1]["reasons"] == ["edited by the reviewer"]
     # An edited answer's spans are those of the new text: found in the sources, or none.
     assert rows[a["id"]]["spans"] == []
     edited = rows[c["id"]]

@@ -67,3 +67,8 @@ def ask(
         if item.action == "edit" and not (item.text and item.text.strip()):
             raise SpecError(f"review decision: item {item_id!r} is 'edit' but gives no text")
     return decision
+
+
+def before_edit(pair: QAPair) -> dict[str, object]:
+    """The pair as it was before a reviewer's edit, for its history."""
+    return {"question": pair.question, "answer": pair.answer, "reasons": ["edited by the reviewer"]}

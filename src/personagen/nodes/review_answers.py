@@ -15,7 +15,7 @@ from personagen.graph.context import RunContext
 from personagen.nodes._common import regrounded
 from personagen.nodes._instrument import instrumented
 from personagen.nodes._judge import judged_by_reviewer
-from personagen.nodes._review import as_item, ask, hook_enabled
+from personagen.nodes._review import as_item, ask, before_edit, hook_enabled
 from personagen.state.graph import State
 from personagen.state.items import QAPair
 
@@ -43,7 +43,12 @@ async def review_answers(state: State, runtime: Runtime[RunContext]) -> dict[str
             updated[pair.id] = pair.model_copy(update={"status": "accepted", "feedback": []})
         elif item.action == "edit":
             edited = pair.model_copy(
-                update={"answer": item.text.strip(), "status": "accepted", "feedback": []}  # type: ignore[union-attr]
+                update={
+                    "answer": item.text.strip(),  # type: ignore[union-attr]
+                    "status": "accepted",
+                    "feedback": [],
+                    "history": [*pair.history, before_edit(pair)],
+                }
             )
             updated[pair.id] = await judged_by_reviewer(
                 regrounded(edited, runtime.context.store, [d.id for d in state["documents"]]),

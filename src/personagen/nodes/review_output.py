@@ -10,7 +10,7 @@ from personagen.graph.context import RunContext
 from personagen.nodes._common import regrounded
 from personagen.nodes._instrument import instrumented
 from personagen.nodes._judge import judged_by_reviewer
-from personagen.nodes._review import as_item, ask, hook_enabled
+from personagen.nodes._review import as_item, ask, before_edit, hook_enabled
 from personagen.state.graph import State
 from personagen.state.items import QAPair
 
@@ -30,7 +30,12 @@ async def review_output(state: State, runtime: Runtime[RunContext]) -> dict[str,
         if item is None or item.action == "approve":
             continue
         if item.action == "edit":
-            edited = pair.model_copy(update={"answer": item.text.strip()})  # type: ignore[union-attr]
+            edited = pair.model_copy(
+                update={
+                    "answer": item.text.strip(),  # type: ignore[union-attr]
+                    "history": [*pair.history, before_edit(pair)],
+                }
+            )
             updated[pair.id] = await judged_by_reviewer(
                 regrounded(edited, runtime.context.store, [d.id for d in state["documents"]]),
                 state,

@@ -43,8 +43,13 @@ async def review_questions(state: State, runtime: Runtime[RunContext]) -> dict[s
         if item is None or item.action == "approve":
             continue
         if item.action == "edit":
+            original = {"question": pair.question, "reasons": ["edited by the reviewer"]}
             updated[pair.id] = pair.model_copy(
-                update={"question": item.text.strip(), "origin": "reviewer"}  # type: ignore[union-attr]
+                update={
+                    "question": item.text.strip(),  # type: ignore[union-attr]
+                    "origin": "reviewer",
+                    "history": [*pair.history, original],
+                }
             )
         elif pair.origin == "custom":
             reason = f"{REVIEWER_REJECTED}: {item.note}" if item.note else REVIEWER_REJECTED
