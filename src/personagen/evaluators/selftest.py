@@ -26,9 +26,10 @@ from dataclasses import dataclass
 
 from personagen.evaluators.judging import PairToJudge, judge_pair
 from personagen.evaluators.relevance import EmbeddingCache, rank_candidates
-from personagen.evaluators.support import SourceSentence, sentences_with_offsets
+from personagen.evaluators.support import SourceSentence, checkable, sentences_with_offsets
 from personagen.llm._text import sentences
 from personagen.llm.client import LLMClient
+from personagen.prompts.schemas import is_heading
 from personagen.state.goal import ResolvedGoal
 from personagen.state.items import PersonaProfile
 from personagen.state.metadata import JudgeSelfTest, MetricSelfTest
@@ -77,8 +78,16 @@ def balanced_accuracy(
 
 
 def _sentence_spans(text: str, base: int, doc_id: str) -> list[SourceSentence]:
-    """The text's sentences of answer size (20-400 characters), with absolute offsets."""
-    return [s for s in sentences_with_offsets(doc_id, text, base) if 20 <= len(s.text) <= 400]
+    """The text's sentences that could be an answer, with absolute offsets.
+
+    20-400 characters, not a heading, and checkable as a claim: a known-good probe answer
+    must be one that a working judge can confirm.
+    """
+    return [
+        s
+        for s in sentences_with_offsets(doc_id, text, base)
+        if 20 <= len(s.text) <= 400 and not is_heading(s.text) and checkable(s.text)
+    ]
 
 
 async def best_sentence(

@@ -169,13 +169,18 @@ def ground_answer(
     return spans, left
 
 
+def checkable(claim: str) -> bool:
+    """Whether a claim says enough to be checked against a source (see `MIN_STEMS`)."""
+    return len(_stem_set(claim)) >= MIN_STEMS or bool(numbers(claim) or key_tokens(claim))
+
+
 def check_claims(answer: str, candidates: Sequence[SourceSentence]) -> list[ClaimCheck]:
     """Check every claim (sentence) of `answer` against the candidate source sentences."""
     claims = [c for c in sentences(answer) if c.strip()] or [answer.strip()]
     checks: list[ClaimCheck] = []
     for claim in claims:
         stems = set(content_stems(claim))
-        if len(stems) < MIN_STEMS and not (numbers(claim) or key_tokens(claim)):
+        if not checkable(claim):
             # "Yes." or "Ask the lender.": too little to tell support from coincidence.
             checks.append(ClaimCheck(claim, False, None, "no checkable statement"))
             continue

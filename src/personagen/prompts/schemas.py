@@ -98,12 +98,18 @@ MIN_SENTENCE_WORDS = 4
 _HEADING = re.compile(r"^\s*(?:#{1,6}\s|[=\-~^*+`'\"#.:_]{3,}\s*$)")
 
 
+def is_heading(line: str) -> bool:
+    """A Markdown `#` heading or a reStructuredText underline/overline."""
+    return bool(_HEADING.match(line))
+
+
 def candidate_sentences(contexts: list[str]) -> list[str]:
     """The contexts' sentences an extractive answer may quote (whitespace collapsed).
 
     A "sentence" longer than `MAX_SENTENCE_CHARS` (a table, a code block, a list without
-    full stops) is split into its lines. Headings (Markdown `#`, reStructuredText underlines)
-    and fragments of fewer than four words are left out: they never answer anything.
+    full stops) is split into its lines. Headings (Markdown `#`, reStructuredText underlines),
+    lead-ins ending with a colon and fragments of fewer than four words are left out: they
+    never answer anything.
     """
     picked: list[str] = []
     for context in contexts:
@@ -112,8 +118,10 @@ def candidate_sentences(contexts: list[str]) -> list[str]:
             split = len(sentence) > MAX_SENTENCE_CHARS or any(_HEADING.match(x) for x in lines)
             parts = lines if split else [sentence]
             for part in parts:
-                if _HEADING.match(part):
-                    continue  # "## How much deposit do you need?" answers nothing
+                if _HEADING.match(part) or part.rstrip().endswith(":"):
+                    # "## How much deposit do you need?" answers nothing, nor does
+                    # "The pattern for our shipment references is::" without what follows.
+                    continue
                 part = " ".join(part.split())
                 if (
                     MIN_SENTENCE_CHARS <= len(part) <= MAX_SENTENCE_CHARS
