@@ -208,11 +208,10 @@ def test_a_judge_that_failed_its_selftest_does_not_accept() -> None:
     untrusted = _gate(_pair(), baseline, [], _selftest(grounding=True, persona_fit=False))
     assert untrusted.status == "unverified"
     assert untrusted.failed_checks == ["persona_fit judge failed its self-test"]
-    # ... and does not reject either: only trusted judges decide.
+    # ... but it may still stop a pair (strictness costs pairs, never correctness).
     low = _pair(scores={"grounding": 1.0, "persona_fit": 0.1})
-    assert _gate(low, baseline, [], _selftest(grounding=True, persona_fit=False)).status == (
-        "unverified"
-    )
+    stopped = _gate(low, baseline, [], _selftest(grounding=True, persona_fit=False))
+    assert stopped.status == "failing" and stopped.failed_checks == ["persona_fit below 0.60"]
     wrong = _pair(scores={"grounding": 0.0, "persona_fit": 0.9})
     gated = _gate(wrong, baseline, [], _selftest(grounding=True, persona_fit=False))
     assert gated.status == "failing" and gated.failed_checks == ["grounding below 0.50"]

@@ -144,9 +144,10 @@ def gate(
 ) -> QAPair:
     """The pair's status: accepted, unverified, unanswerable or failing (with reasons).
 
-    A metric that failed the judges' self-test does not decide: its shortfalls are not
-    reasons to rework the pair, and a pair passing every other gate is `unverified`
-    (written apart, never as accepted) while such a metric is in the baseline.
+    A metric that failed the judges' self-test cannot accept: a pair passing every gate is
+    `unverified` (written apart, never as accepted) while such a metric is in the baseline.
+    It can still stop a pair: a judge that errs on the strict side costs pairs, never
+    correctness.
     """
     if not pair.answerable:
         if pair.origin in ("custom", "reviewer"):
@@ -163,10 +164,11 @@ def gate(
     checks: list[str] = []
     untrusted: list[str] = []
     for metric, minimum in baseline.items():
+        value = pair.scores.get(metric)
         if selftest is not None and not selftest.trusted(metric):
             untrusted.append(metric)
-            continue
-        value = pair.scores.get(metric)
+            if value is None:
+                continue  # an untrusted judge that could not judge says nothing
         if value is None and pair.reasons.get(metric, "").startswith(SKIPPED):
             continue  # skipped because a cheap gate already failed: that gate says why
         if value is None:
