@@ -216,6 +216,9 @@ def check_grammar(grammar: str, root: str = "root") -> None:
     if b"\x00" in encoded:
         # C reads the text up to the first NUL: the grammar llama.cpp sees would be cut short.
         raise GrammarError("grammar contains a NUL character")
+    if not re.search(rf"(?m)^\s*{re.escape(root)}\s*::=", grammar):
+        # Said here: llama.cpp reports this through its log, which a loaded model silences.
+        raise GrammarError(f"llama.cpp rejected the grammar: it has no '{root}' rule")
     import llama_cpp
 
     with _check_lock, _captured_stderr() as captured:
