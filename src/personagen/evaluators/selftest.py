@@ -212,6 +212,10 @@ async def run_selftest(
         reason += f" over {len(good_scores)} good and {len(bad_scores)} bad probes " + (
             "(passed)" if passed else f"(below {min_auc:.2f}: it cannot tell right from wrong)"
         )
+        if metric == "faithfulness":
+            # Known-good answers are verbatim, faithful by construction: what this measured
+            # is the judge model on wrong answers, not on right paraphrases.
+            reason += "; right answers were verbatim, so paraphrases were not measured"
         report[metric] = MetricSelfTest(
             metric=metric,
             auc=value,
