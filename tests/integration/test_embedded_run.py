@@ -46,7 +46,7 @@ def test_example_runs_offline_on_the_embedded_model(tmp_path: Path) -> None:
     assert len(kept) + len(rejected) + len(unverified) == len(result.pairs) >= 2
     # The embedded judge was measured on the run's own data, with scores in [0, 1].
     selftest = metadata["judge_selftest"]
-    assert set(selftest["metrics"]) == {"grounding", "relevance", "faithfulness"}
+    assert set(selftest["metrics"]) == {"grounding", "relevance"}
     for verdict in selftest["metrics"].values():
         assert verdict["auc"] is not None
         assert all(s is None or 0.0 <= s <= 1.0 for s in verdict["good"] + verdict["bad"])

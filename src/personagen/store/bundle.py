@@ -81,6 +81,7 @@ def qa_row(pair: QAPair, sources: dict[str, str]) -> dict[str, Any]:
         "judge_reasons": pair.reasons,
         "violations": [v.model_dump(mode="json") for v in pair.violations],
         "reasons": pair.feedback,
+        "failed_checks": pair.failed_checks,
         "iteration": pair.iteration,
         "answer_attempts": pair.answer_attempts,
         "question_attempts": pair.question_attempts,
