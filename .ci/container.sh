@@ -121,12 +121,25 @@ else
     rm -rf "$ROOTFS"/var/cache/apt/archives/*.deb "$ROOTFS"/var/lib/apt/lists/*
 fi
 tar --numeric-owner -C "$ROOTFS" -cf "$WORK/base/rootfs.tar" .
-cat >"$WORK/base/Containerfile" <<'EOF'
-FROM scratch
-ADD rootfs.tar /
-ENV LANG=C.UTF-8
-CMD ["python3"]
-EOF
+{
+    echo "FROM scratch"
+    echo "ADD rootfs.tar /"
+    # A machine behind a TLS-inspecting proxy trusts extra CAs (Debian keeps them in
+    # /usr/local/share/ca-certificates); without them pip in the build fails with
+    # CERTIFICATE_VERIFY_FAILED. They go into this local base only, never the Dockerfile.
+    if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
+        mkdir -p "$WORK/base/extra-ca"
+        cp /usr/local/share/ca-certificates/*.crt "$WORK/base/extra-ca/"
+        echo "COPY extra-ca/ /usr/local/share/ca-certificates/"
+        echo "RUN update-ca-certificates"
+        say "base: trusting the host's extra CAs: $(cd "$WORK/base/extra-ca" && echo *.crt)" >&2
+    fi
+    # pip's own certifi bundle would ignore the system store.
+    echo "ENV LANG=C.UTF-8 PIP_CERT=/etc/ssl/certs/ca-certificates.crt" \
+        "SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt" \
+        "REQUESTS_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt"
+    echo 'CMD ["python3"]'
+} >"$WORK/base/Containerfile"
 "${BA[@]}" bud --isolation chroot --quiet -t "$BASE_TAG" "$WORK/base" >/dev/null
 rm -f "$WORK/base/rootfs.tar"
 if [ -z "${BASE_ROOTFS:-}" ]; then rm -rf --one-file-system "$ROOTFS"; fi
