@@ -4,7 +4,8 @@ The server serves the bundled SmolLM2 GGUF on 127.0.0.1. It refuses `json_schema
 so the client must move to `json_object` with the (bounded) schema, which the server compiles
 into a grammar: the same grammar-constrained decoding the embedded provider does in process.
 The run must then accept as many pairs as the embedded provider on the same spec, give or
-take one (measured 2026-12-05, 3 questions + 1 custom, 2 passes: embedded 2, server 1).
+take one, and at least one (one pass, 3 questions + 1 custom, 2026-12-05: embedded 1,
+server 1; both judge with the goal's small-judge checks, the model being sub-1B).
 """
 
 from __future__ import annotations
@@ -90,12 +91,6 @@ def _example() -> personagen.RunSpec:
     return spec
 
 
-@pytest.mark.xfail(
-    reason="measured 2026-12-05 with 1 pass: embedded 2 accepted, server 0 (2 passes: 2 vs 1); "
-    "the server samples with repeat_penalty 1.1 and llama.cpp's stock grammar, embedded with "
-    "1.0 and its patched one: not yet equal",
-    strict=False,
-)
 def test_the_example_on_a_llamacpp_server_matches_the_embedded_provider(
     llamacpp_server: str, tmp_path: Path
 ) -> None:
@@ -113,6 +108,9 @@ def test_the_example_on_a_llamacpp_server_matches_the_embedded_provider(
 
     assert embedded.status == served.status == "done"
     print(f"accepted: embedded {len(embedded.accepted)}, server {len(served.accepted)}")
+    # Same model, same grammar-constrained decoding, same judges (a sub-1B judge by name):
+    # as many accepted pairs, give or take one, and not the vacuous 0 against 0.
+    assert len(embedded.accepted) >= 1
     assert abs(len(served.accepted) - len(embedded.accepted)) <= 1
     # Questions were written and answered (not 0 questions after repairs, as with prompting).
     assert len(served.pairs) >= 2
