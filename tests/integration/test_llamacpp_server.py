@@ -5,7 +5,7 @@ so the client must move to `json_object` with the (bounded) schema, which the se
 into a grammar: the same grammar-constrained decoding the embedded provider does in process.
 The run must then accept as many pairs as the embedded provider on the same spec, give or
 take one, and at least one (one pass, 3 questions + 1 custom, 2026-12-05: embedded 1,
-server 1; both judge with the goal's small-judge checks, the model being sub-1B).
+server 2; both judge with the goal's small-judge checks, the model being sub-1B).
 """
 
 from __future__ import annotations
