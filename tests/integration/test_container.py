@@ -32,13 +32,15 @@ def _skip_reason() -> str | None:
         return "needs root: debootstrap and buildah's vfs store (run as root or with sudo)"
     if shutil.which("buildah") is None and shutil.which("apt-get") is None:
         return "buildah is not installed and there is no apt-get to install it"
-    # buildah's chroot isolation needs mount namespaces; an unprivileged container denies them.
+    # buildah's chroot isolation needs mount namespaces, the offline run a network namespace
+    # (`unshare --net`); an unprivileged container denies both.
     unshare = shutil.which("unshare")
     if unshare is None:
-        return "no unshare(1) to check that mount namespaces can be made for buildah"
-    probe = subprocess.run([unshare, "--mount", "true"], capture_output=True, check=False)
+        return "no unshare(1) to check that namespaces can be made for buildah"
+    probe = subprocess.run([unshare, "--mount", "--net", "true"], capture_output=True, check=False)
     if probe.returncode != 0:
-        return f"buildah cannot work here: no mount namespace ({probe.stderr.decode().strip()})"
+        why = probe.stderr.decode().strip()
+        return f"buildah cannot work here: no mount or network namespace ({why})"
     return None
 
 
