@@ -229,9 +229,14 @@ c = m["counts"]
 print(f"status={m[\"status\"]} accepted={c[\"accepted\"]} rejected={c[\"rejected\"]}"
       f" questions={c[\"questions\"]} iterations={m[\"iterations\"]} model={m[\"model\"]}")
 ' "/out/$bundle/metadata.json")"
-[ "$RUN_RC" = "0" ] || die "personagen run exited $RUN_RC ($SUMMARY)"
+# 0: done with accepted pairs; 3: done, accepted nothing (the 135M embedded model can reject
+# all of the example's few pairs): both ran the whole graph offline and wrote the bundle.
+case "$RUN_RC" in
+    0 | 3) ;;
+    *) die "personagen run exited $RUN_RC ($SUMMARY)" ;;
+esac
 
 say "example: bundle $bundle in ${T_RUN}s: $SUMMARY"
 say "RESULT build_seconds=$T_BUILD base_seconds=$T_BASE image_size=$IMAGE_SIZE base_size=$BASE_SIZE"
-say "RESULT example $SUMMARY"
+say "RESULT example $SUMMARY exit=$RUN_RC"
 say "total ${SECONDS}s"

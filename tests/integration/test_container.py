@@ -61,6 +61,7 @@ def test_image_builds_and_runs_the_example_offline(tmp_path: Path) -> None:
         check=False,
     )
     output = proc.stdout + proc.stderr
+    print(output)  # the build time, image size and the example's outcome (`pytest -rP`)
     assert proc.returncode == 0, output[-4000:]
     assert re.search(r"personagen --version -> personagen \d", output), output[-4000:]
     assert "network is off inside the container" in output
