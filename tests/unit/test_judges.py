@@ -356,3 +356,49 @@ async def test_an_answer_edited_after_judging_is_judged_again(
     pair = edited[0]
     assert pair.status == "rejected" and pair.scores.get("grounding") == 0.0
     assert "grounding below 0.50" in pair.failed_checks
+
+
+async def test_cheap_judges_take_every_probe_model_judges_only_the_first() -> None:
+    from personagen.evaluators.selftest import Probe, run_selftest
+    from personagen.evaluators.support import SourceSentence
+    from personagen.llm.factory import make_llm_client
+    from personagen.llm.fake import FakeChatModel
+    from personagen.prompts.library import resolve_goal
+    from personagen.state.items import PersonaProfile
+    from personagen.state.spec import Goal, LLMSettings
+
+    facts = [
+        "Indent with four spaces for each level of indentation.",
+        "The maximum line length is 99 characters for code.",
+        "Store Windows paths in raw strings with forward slashes.",
+        "Every unit test must finish in under one second.",
+        "Deposits are returned within ten working days after the tenancy ends.",
+    ]
+    questions = [
+        "How many spaces for each indentation level?",
+        "What is the maximum line length for code?",
+        "How do I store Windows paths?",
+        "How fast must a unit test finish?",
+        "When are deposits returned?",
+    ]
+    probes = [
+        Probe(q, SourceSentence(f"d{i}", 0, len(f), f), f)
+        for i, (q, f) in enumerate(zip(questions, facts, strict=True))
+    ]
+    model = FakeChatModel()
+    client = make_llm_client(LLMSettings(provider="fake"), chat_model=model)
+    report = await run_selftest(
+        client,
+        resolve_goal(Goal(name="qa")),
+        PersonaProfile(name="P", description="A developer."),
+        probes,
+        ["grounding", "relevance", "persona_fit"],
+        source="questions",
+        min_auc=0.75,
+        plugin_semaphore=asyncio.Semaphore(2),
+        model_probes=2,
+    )
+    assert len(report.metrics["grounding"].good) == len(report.metrics["relevance"].good) == 5
+    assert len(report.metrics["persona_fit"].good) == len(report.metrics["persona_fit"].bad) == 2
+    assert len(model.calls_for("PersonaFitOut")) == 4  # 2 probes, right and wrong
+    assert report.trusted("grounding") and report.trusted("relevance")

@@ -24,7 +24,7 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from personagen.evaluators.judging import PairToJudge, judge_pair
+from personagen.evaluators.judging import DETERMINISTIC_METRICS, PairToJudge, judge_pair
 from personagen.evaluators.relevance import EmbeddingCache, rank_candidates
 from personagen.evaluators.support import SourceSentence, checkable, sentences_with_offsets
 from personagen.llm._text import sentences
@@ -141,10 +141,15 @@ async def run_selftest(
     source: str,
     min_auc: float,
     plugin_semaphore: asyncio.Semaphore,
+    model_probes: int | None = None,
 ) -> JudgeSelfTest:
-    """Judge every probe right and wrong on `metrics`; a metric passes at AUC >= `min_auc`."""
+    """Judge every probe right and wrong on `metrics`; a metric passes at AUC >= `min_auc`.
+
+    Metrics that need no judge model (`grounding`, `relevance`) cost nothing to probe and
+    take every probe; model-judged ones only the first `model_probes` (all by default).
+    """
     questions = [p.question for p in probes]
-    jobs: list[tuple[bool, PairToJudge]] = []
+    jobs: list[tuple[bool, PairToJudge, int]] = []
     for i, probe in enumerate(probes):
         bad = _bad_answer_for(i, probes)
         if bad is None:
@@ -170,9 +175,12 @@ async def run_selftest(
                         other_questions=others,
                         alternatives=alternatives,
                     ),
+                    i,
                 )
             )
-    n_probes = sum(1 for good, _ in jobs if good)
+    n_probes = sum(1 for good, _, _ in jobs if good)
+    limit = len(probes) if model_probes is None else model_probes
+    cheap = [m for m in metrics if m in DETERMINISTIC_METRICS]
     if n_probes < 2:
         return JudgeSelfTest(
             probes=n_probes,
@@ -189,14 +197,23 @@ async def run_selftest(
     results = await asyncio.gather(
         *(
             judge_pair(
-                client, goal, persona, pair, plugin_semaphore=plugin_semaphore, metrics=metrics
+                client,
+                goal,
+                persona,
+                pair,
+                plugin_semaphore=plugin_semaphore,
+                metrics=metrics if index < limit else cheap,
             )
-            for _, pair in jobs
+            for _, pair, index in jobs
         )
     )
     report: dict[str, MetricSelfTest] = {}
     for metric in metrics:
-        scored = [(g, r.scores[metric].value) for (g, _), r in zip(jobs, results, strict=True)]
+        scored = [
+            (g, r.scores[metric].value)
+            for (g, _, _), r in zip(jobs, results, strict=True)
+            if metric in r.scores
+        ]
         good_scores = [v for g, v in scored if g]
         bad_scores = [v for g, v in scored if not g]
         value = auc(good_scores, bad_scores)

@@ -23,6 +23,11 @@ from personagen.prompts.schemas import QuestionsOut
 from personagen.state.graph import SelfTestTask
 from personagen.state.metadata import Event
 
+FREE_PROBES = 8
+"""Probes taken from generated questions when there are that many: the judges that need no
+model (grounding, relevance) are measured on all of them at no cost; model-judged metrics on
+the first `selftest_probes`."""
+
 
 @instrumented("selftest_judges")
 async def selftest_judges(task: SelfTestTask, runtime: Runtime[RunContext]) -> dict[str, Any]:
@@ -34,7 +39,7 @@ async def selftest_judges(task: SelfTestTask, runtime: Runtime[RunContext]) -> d
     probes: list[Probe] = []
     used: set[tuple[str, int | None]] = set()
     for pair in task["pairs"]:
-        if len(probes) >= wanted:
+        if len(probes) >= max(wanted, FREE_PROBES):
             break
         key = (pair.seed_doc_id or "", pair.seed_start)
         if pair.origin != "generated" or pair.seed_doc_id is None or key in used:
@@ -64,6 +69,7 @@ async def selftest_judges(task: SelfTestTask, runtime: Runtime[RunContext]) -> d
         source=source,
         min_auc=float(goal.param("selftest_min_auc")),
         plugin_semaphore=ctx.semaphore,
+        model_probes=wanted,
     )
     report = report.model_copy(update={"seconds": round(time.monotonic() - started, 3)})
     for metric in report.failed():
