@@ -226,8 +226,9 @@ SUMMARY="$(run_in python3 -c '
 import json, sys
 m = json.load(open(sys.argv[1]))
 c = m["counts"]
-print(f"status={m[\"status\"]} accepted={c[\"accepted\"]} rejected={c[\"rejected\"]}"
-      f" questions={c[\"questions\"]} iterations={m[\"iterations\"]} model={m[\"model\"]}")
+print("status=%s accepted=%s rejected=%s unverified=%s questions=%s iterations=%s model=%s" % (
+    m["status"], c["accepted"], c["rejected"], c.get("unverified", 0), c["questions"],
+    m["iterations"], m["model"]))
 ' "/out/$bundle/metadata.json")"
 # 0: done with accepted pairs; 3: done, accepted nothing (the 135M embedded model can reject
 # all of the example's few pairs): both ran the whole graph offline and wrote the bundle.
