@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -573,19 +574,7 @@ def resume(
     result = _review_inline(
         result,
         run_id,
-        lambda decision: _drive(
-            lambda progress: aresume(
-                run_id,
-                decision=decision,
-                out_dir=out_dir,
-                state_dir=state_dir,
-                checkpoint=checkpoint,
-                progress=progress,
-            ),
-            quiet,
-            run_id,
-            state_dir,
-        ),
+        _continue_with(run_id, out_dir, state_dir, checkpoint, quiet),
         quiet,
     )
     _print_result(result)
@@ -612,7 +601,7 @@ def review(
     """Answer a review hook (approve / edit / reject items) and continue the run."""
     import yaml
 
-    from personagen.api import aresume, pending_review
+    from personagen.api import pending_review
     from personagen.errors import SpecError
 
     request = asyncio.run(pending_review(run_id, state_dir=state_dir, checkpoint=checkpoint))
@@ -629,21 +618,33 @@ def review(
         decision = _ask_interactively(request)
     else:
         raise SpecError("give --decisions FILE or --approve-all (no terminal to ask on)")
-    result = _drive(
-        lambda progress: aresume(
-            run_id,
-            decision=decision,
-            out_dir=out_dir,
-            state_dir=state_dir,
-            checkpoint=checkpoint,
-            progress=progress,
-        ),
-        quiet,
-        run_id,
-        state_dir,
-    )
+    result = _continue_with(run_id, out_dir, state_dir, checkpoint, quiet)(decision)
     _print_result(result)
     _exit_with(result)
+
+
+def _continue_with(
+    run_id: str, out_dir: Path | None, state_dir: Path, checkpoint: str | None, quiet: bool
+) -> Callable[[Any], Any]:
+    """Continue a paused run with a reviewer's decision, with progress on the terminal."""
+    from personagen.api import aresume
+
+    def go(decision: Any) -> Any:
+        return _drive(
+            lambda progress: aresume(
+                run_id,
+                decision=decision,
+                out_dir=out_dir,
+                state_dir=state_dir,
+                checkpoint=checkpoint,
+                progress=progress,
+            ),
+            quiet,
+            run_id,
+            state_dir,
+        )
+
+    return go
 
 
 def _edit_text(prompt: str, original: str) -> str:
