@@ -24,9 +24,9 @@ from personagen.state.graph import SelfTestTask
 from personagen.state.metadata import Event
 
 FREE_PROBES = 8
-"""Probes taken from generated questions when there are that many: the judges that need no
-model (grounding, relevance) are measured on all of them at no cost; model-judged metrics on
-the first `selftest_probes`."""
+"""Probes per run: the judges that need no model (grounding, relevance) are measured on all
+of them, model-judged metrics on the first `selftest_probes`. Probes come from generated
+questions (free), else from passages the model writes a question for."""
 
 
 @instrumented("selftest_judges")
@@ -57,9 +57,12 @@ async def selftest_judges(task: SelfTestTask, runtime: Runtime[RunContext]) -> d
             probes.append(Probe(pair.question, passage, best.text))
     source = "questions"
     events: list[Event] = []
-    if len(probes) < wanted:
+    if len(probes) < FREE_PROBES:
+        # Too few generated questions (custom or hook questions only): the model writes a
+        # question for passages spread over the data, one small call each. The judges that
+        # need no model take all of them; with 3 probes one unlucky pair failed a judge.
         source = "passages" if not probes else "questions"
-        probes += await _passage_probes(ctx, task, wanted - len(probes), used, events)
+        probes += await _passage_probes(ctx, task, FREE_PROBES - len(probes), used, events)
     report = await run_selftest(
         ctx.judge,
         goal,
