@@ -174,7 +174,13 @@ def dispatch_evaluations(state: State) -> list[Send] | Literal["check_constraint
             Send(
                 "selftest_judges",
                 SelfTestTask(
-                    pairs=list(state["pairs"].values()),
+                    # Only what probes are made of (question and seed excerpt): the task's
+                    # payload is checkpointed, and contexts carry whole chunks.
+                    pairs=[
+                        p.model_copy(update={"contexts": [], "spans": []})
+                        for p in state["pairs"].values()
+                        if p.origin == "generated" and p.seed_doc_id is not None
+                    ],
                     persona=state["persona"],
                     goal=state["goal"],
                     doc_ids=[d.id for d in state["documents"]],
